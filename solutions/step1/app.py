@@ -1,0 +1,10 @@
+"""A real-time chat on Cello, built one step at a time in the workshop."""
+
+from cello import App, Response
+
+app = App()
+
+
+@app.get("/")
+def index(request):
+    return Response.text("The Cello chat server is running. The chat page arrives in step 5.\n")

@@ -1,0 +1,96 @@
+"""Step 2 checks: the client store, safe for many handler threads at once.  Run: pytest steps/step2
+
+These checks import app.py and call its functions directly: the store has no network side yet.
+"""
+
+import threading
+
+import pytest
+
+from workshop.harness import need
+
+
+@pytest.fixture
+def store(chat_module):
+    """app.py's store, emptied before each check."""
+    clients = need(chat_module, "clients", "Create the client store: `clients = {}`.")
+    clients.clear()
+    return chat_module
+
+
+def add_client(store, ws_id, ws=None):
+    add = need(store, "add_client", "Write `add_client(ws_id, ws)`: it registers a connection and returns its name.")
+    return add(ws_id, ws if ws is not None else object())
+
+
+@pytest.mark.guide("step2.md#the-client-store")
+def test_the_store_is_an_empty_dict(chat_module):
+    """app.py has `clients`, an empty dict, and `clients_lock`, a lock that guards it."""
+    clients = need(chat_module, "clients", "Create the client store: `clients = {}`.")
+    assert clients == {} and isinstance(clients, dict), f"`clients` should start as an empty dict, not {clients!r}."
+    lock = need(chat_module, "clients_lock", "Create the lock that guards it: `clients_lock = threading.Lock()`.")
+    assert hasattr(lock, "acquire") and hasattr(lock, "__enter__"), f"`clients_lock` should be a lock, not {lock!r}."
+
+
+@pytest.mark.guide("step2.md#the-client-store")
+def test_add_client_registers_a_connection(store):
+    """add_client(ws_id, ws) stores {"ws": ws, "username": name} under ws_id and returns the name."""
+    ws = object()
+    name = add_client(store, 101, ws)
+    assert isinstance(name, str) and name.startswith("User-"), f'add_client should return a default name like "User-1", not {name!r}.'
+    assert store.clients.get(101) == {"ws": ws, "username": name}, (
+        f'After add_client(101, ws), clients[101] should be {{"ws": ws, "username": {name!r}}}, '
+        f"but clients is {store.clients!r}."
+    )
+
+
+@pytest.mark.guide("step2.md#distinct-default-names")
+def test_default_names_stay_distinct_when_many_join_at_once(store):
+    """800 connections joining from 16 threads at once all get different names, and all are stored."""
+    names, barrier = [], threading.Barrier(16)
+
+    def join_fifty(thread_number):
+        barrier.wait()  # start together, as a room full of people clicking "join" does
+        for i in range(50):
+            names.append(add_client(store, thread_number * 1000 + i))
+
+    threads = [threading.Thread(target=join_fifty, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(names)) == 800, (
+        f"800 joins produced only {len(set(names))} distinct names. Two people must never share a default name: "
+        "take the next number from a counter (the tutorial's id(ws) % 10000 repeats)."
+    )
+    assert len(store.clients) == 800, f"800 joins left {len(store.clients)} entries in `clients`: some were lost."
+
+
+@pytest.mark.guide("step2.md#distinct-default-names")
+def test_default_names_skip_a_name_someone_chose(store):
+    """A default name is never one that a connected client already uses (ignoring case)."""
+    first = add_client(store, 1)
+    number = int(first.removeprefix("User-"))
+    # Someone already renamed themselves to the next default names, in other letter cases.
+    store.clients[2] = {"ws": object(), "username": f"user-{number + 1}"}
+    store.clients[3] = {"ws": object(), "username": f"USER-{number + 2}"}
+    name = add_client(store, 4)
+    assert name.casefold() not in {f"user-{number + 1}", f"user-{number + 2}"}, (
+        f"add_client gave {name!r}, a name another client already uses. Skip names that name_taken() reports."
+    )
+
+
+@pytest.mark.guide("step2.md#leaving")
+def test_remove_client_forgets_a_connection_and_may_be_called_twice(store):
+    """remove_client(ws_id) forgets the connection, and a second call for the same id is no error."""
+    add_client(store, 7)
+    remove = need(store, "remove_client", "Write `remove_client(ws_id)`: it forgets a connection.")
+    remove(7)
+    assert 7 not in store.clients, "remove_client(7) left the connection in `clients`."
+    try:
+        remove(7)
+    except KeyError:
+        raise AssertionError(
+            "remove_client raised KeyError for a connection already gone. Use clients.pop(ws_id, None): "
+            "a cleanup that raises skips everything after it (the tutorial lost its \"left the chat\" this way)."
+        ) from None

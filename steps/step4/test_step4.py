@@ -1,0 +1,85 @@
+"""Step 4 checks: broadcast reaches every participant.  Run: pytest steps/step4"""
+
+import threading
+
+import pytest
+
+
+def join(connect):
+    client = connect()
+    joined = client.wait_for_system("joined the chat")
+    return client, joined["message"].removesuffix(" joined the chat")
+
+
+def room(connect, size):
+    """`size` participants who have all heard each other join."""
+    members = [join(connect) for _ in range(size)]
+    last_name = members[-1][1]
+    for client, _ in members[:-1]:
+        client.wait_for_system(f"{last_name} joined the chat")
+    return members
+
+
+@pytest.mark.guide("step4.md#broadcast")
+def test_everyone_hears_a_chat_message(connect):
+    """A chat message reaches every participant, the sender included."""
+    (alice, alice_name), (bob, _), (carol, _) = room(connect, 3)
+    alice.say("hello everyone")
+    for client in (alice, bob, carol):
+        client.wait_for_chat(alice_name, "hello everyone")
+
+
+@pytest.mark.guide("step4.md#broadcast")
+def test_others_hear_who_joins_renames_and_leaves(connect):
+    """Joining, renaming and leaving are announced to the others."""
+    alice, _ = join(connect)
+    bob, bob_name = join(connect)
+    alice.wait_for_system(f"{bob_name} joined the chat")
+    bob.rename("Bob4")
+    alice.wait_for_system(f"{bob_name} is now known as Bob4")
+    bob.close()
+    alice.wait_for_system("Bob4 left the chat")
+
+
+@pytest.mark.guide("step4.md#errors-stay-private")
+def test_bad_input_reaches_only_the_sender(connect):
+    """An error goes to the sender only: the others hear nothing of bad input."""
+    (alice, alice_name), (bob, _) = room(connect, 2)
+    alice.send_text("[1, 2]")
+    alice.expect_error(after="a JSON array")
+    alice.rename("")
+    alice.expect_error(after="an empty name")
+    alice.say("and now a real message")
+    bob.wait_for_chat(alice_name, "and now a real message")
+    leaked = [m for m in bob.received if not isinstance(m, dict) or m.get("type") == "error" or "[1, 2]" in str(m.get("message"))]
+    assert not leaked, f"Bob received what only Alice should have: {leaked}"
+
+
+@pytest.mark.guide("step4.md#a-crowd-at-once")
+def test_a_crowd_joining_at_once_all_hear_each_other(connect, server):
+    """40 participants joining at the same moment all get distinct names and all hear a message."""
+    crowd, lock, start = [], threading.Lock(), threading.Barrier(40)
+
+    def arrive():
+        start.wait()
+        client = connect()
+        with lock:
+            crowd.append(client)
+
+    arrivals = [threading.Thread(target=arrive) for _ in range(40)]
+    for thread in arrivals:
+        thread.start()
+    for thread in arrivals:
+        thread.join()
+    assert len(crowd) == 40, f"Only {len(crowd)} of 40 participants could connect."
+    for number, client in enumerate(crowd):  # each learns its own name from its own message
+        client.say(f"roll call {number}")
+    names = [client.wait_for(lambda m, n=n: m.get("message") == f"roll call {n}", f"roll call {n}")["username"]
+             for n, client in enumerate(crowd)]
+    assert len(set(names)) == 40, f"40 participants got only {len(set(names))} distinct names: {sorted(names)}"
+    crowd[0].say("did everyone get this?")
+    for client in crowd:
+        client.wait_for_chat(names[0], "did everyone get this?")
+    assert "Traceback" not in server.output(), (
+        "The server logged an exception while 40 people joined at once:\n" + server.output_tail(12)
+    )

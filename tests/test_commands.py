@@ -1,0 +1,86 @@
+"""The commands the README promises: make step N / make solution N start and answer, Ctrl-C stops them,
+a busy port is refused, and make help lists every target."""
+
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from workshop.ports import free_port, port_is_free
+from workshop.steps import ROOT, STEPS
+
+
+def wait_for_http(port: int, process, timeout: float = 20) -> tuple[int, str]:
+    """(status, body) of GET / once the server answers; fails early if the command exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{process.args} exited with {process.returncode}:\n{process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"{process.args} did not answer on port {port} within {timeout} s")
+
+
+@pytest.mark.parametrize("folder", ["step", "solution"])
+@pytest.mark.parametrize("step", STEPS, ids=lambda step: f"{step.number}")
+def test_make_runs_every_step_and_ctrl_c_stops_it(folder, step, background):
+    port = free_port()
+    # The literal form from the README: `make step 4` (the number as a word, not N=4).
+    server = background(["make", "--no-print-directory", folder, str(step.number), f"PORT={port}"])
+    status, body = wait_for_http(port, server.process)
+    if folder == "step" and step.number == 1:
+        assert status == 501 and "defines no `app` yet" in body, (status, body)  # the untouched starter
+    else:
+        assert status == 200, (status, body)
+    exit_status, output = server.interrupt()
+    # make passes Ctrl-C on to the server, then ends itself by SIGINT, as an interrupted command should.
+    assert exit_status in (0, -signal.SIGINT), f"make {folder} {step.number} ended with {exit_status}:\n{output}"
+    assert "Traceback" not in output and "Error" not in output, f"Ctrl-C should stop it quietly:\n{output}"
+    assert port_is_free(port), f"make {folder} {step.number} left a server on port {port} after Ctrl-C"
+
+
+def test_make_step_accepts_n_equals_form(background):
+    port = free_port()
+    server = background(["make", "--no-print-directory", "solution", "N=6", f"PORT={port}"])
+    assert wait_for_http(port, server.process)[0] == 200
+
+
+def test_a_busy_port_is_refused_with_who_holds_it(background):
+    port = free_port()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    try:
+        refused = subprocess.run(
+            ["make", "--no-print-directory", "solution", "7", f"PORT={port}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )
+    finally:
+        holder.close()
+    assert refused.returncode != 0
+    assert f"Port {port}" in refused.stderr and "PORT=" in refused.stderr, refused.stderr
+    assert "held by pid" in refused.stderr, f"the message should name the process holding the port: {refused.stderr}"
+
+
+def test_a_step_number_out_of_range_gets_one_clear_line():
+    finished = subprocess.run(["make", "--no-print-directory", "step", "9"], cwd=ROOT, capture_output=True, text=True)
+    assert finished.returncode != 0
+    assert "needs a step number from 1 to 7" in finished.stderr, finished.stderr
+
+
+def test_make_help_lists_every_target_with_a_description():
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.MULTILINE))
+    listed = subprocess.run(["make", "--no-print-directory", "help"], cwd=ROOT, capture_output=True, text=True).stdout
+    described = set(re.findall(r"^  make ([a-z-]+)", listed, re.MULTILINE))
+    assert targets == described, f"targets without a help line: {targets - described}"

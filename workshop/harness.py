@@ -1,0 +1,287 @@
+"""The test harness every step's checks use: a real server on a free port, and chat clients that read like prose.
+
+Cello 1.4.1 has no test client, so each check starts the step's app as a real process (through the same
+runner as `make step N`), waits until it accepts connections, and talks to it with the `websockets` client
+and plain HTTP. Every wait is a wait for an event (a message, an open port) with a deadline, never a sleep.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as websocket_connect
+
+from workshop.ports import free_port
+from workshop.steps import ROOT
+
+STARTUP_SECONDS = 15
+# How long a check waits for an event. Generous for a loaded laptop; the repository checks lower it where
+# they expect the wait to fail (an unfinished starter), to keep `make test` fast.
+WAIT_SECONDS = float(os.environ.get("CHECK_WAIT_SECONDS", "3"))
+
+
+class ChatServer:
+    """One running chat app. Stop it with `.stop()` (the fixtures do)."""
+
+    def __init__(self, app_dir: Path, command: list[str], env: dict | None = None):
+        self.app_dir = Path(app_dir)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws/chat"
+        # A file, not a pipe: a server that logs a lot must never block on a full pipe nobody reads.
+        self._log = tempfile.NamedTemporaryFile(prefix="chat-server-", suffix=".log", delete=False)
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+        environment.pop("CELLO_ENV", None)  # production mode forks one process per CPU
+        environment.update(env or {})
+        self.process = subprocess.Popen(
+            [part.replace("{port}", str(self.port)) for part in command],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,  # so stop() can end the server and anything it started
+        )
+        self._clients: list["ChatClient"] = []
+
+    def wait_until_accepting(self, timeout: float = STARTUP_SECONDS) -> "ChatServer":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.stop()
+                printed = self.output_tail() if self.output().strip() else "    (nothing)"
+                hint = (
+                    "\nA clean exit without serving means app.py never called app.run(): "
+                    'does it end with an `if __name__ == "__main__":` block that does?'
+                    if self.process.returncode == 0 else ""
+                )
+                raise AssertionError(
+                    f"The server in {self.app_dir.relative_to(ROOT) if self.app_dir.is_relative_to(ROOT) else self.app_dir} "
+                    f"stopped before it accepted connections (exit status {self.process.returncode}). "
+                    f"It printed:\n{printed}{hint}"
+                )
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise AssertionError(f"The server in {self.app_dir} did not accept connections within {timeout} s.")
+
+    # --- HTTP -------------------------------------------------------------------------------------------------
+    def get(self, path: str) -> tuple[int, dict, str]:
+        """(status, headers, body text) of GET path; an HTTP error status is returned, not raised."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=WAIT_SECONDS) as response:
+                return response.status, dict(response.headers), response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read().decode(errors="replace")
+
+    def get_json(self, path: str):
+        status, _, body = self.get(path)
+        assert status == 200, f"GET {path} answered {status} instead of 200: {body[:300]}"
+        try:
+            return json.loads(body)
+        except json.JSONDecodeError:
+            raise AssertionError(f"GET {path} should answer JSON, but answered: {body[:300]}") from None
+
+    # --- WebSocket clients -------------------------------------------------------------------------------------
+    def connect(self, path: str = "/ws/chat") -> "ChatClient":
+        client = ChatClient(self.url.replace("http", "ws", 1) + path)
+        self._clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+
+    # --- life cycle --------------------------------------------------------------------------------------------
+    def output(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def output_tail(self, lines: int = 15) -> str:
+        return "\n".join("    " + line for line in self.output().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        self.close_clients()
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)  # Ctrl-C, as a learner would
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+        Path(self._log.name).unlink(missing_ok=True)
+
+
+def start_server(app_dir: Path, env: dict | None = None, direct: bool = False) -> ChatServer:
+    """Start app_dir's app on a free port: through `workshop.serve` (as `make step N` does), or with
+    `direct=True` as `python app.py --port P` (step 7's own entry point)."""
+    app_dir = Path(app_dir).resolve()
+    if direct:
+        command = [sys.executable, str(app_dir / "app.py"), "--host", "127.0.0.1", "--port", "{port}"]
+    else:
+        command = [sys.executable, "-m", "workshop.serve", str(app_dir), "--host", "127.0.0.1", "--port", "{port}"]
+    return ChatServer(app_dir, command, env).wait_until_accepting()
+
+
+def describe(messages: list) -> str:
+    if not messages:
+        return "nothing"
+    return ", ".join(json.dumps(message) if not isinstance(message, str) else repr(message) for message in messages[-8:])
+
+
+class ChatClient:
+    """A chat participant: a real WebSocket connection plus the messages it has received so far."""
+
+    def __init__(self, url: str):
+        try:
+            # max_queue=None: keep reading frames even when the test has not consumed them yet; a client with a
+            # full queue stops reading the socket and would only notice the server's close after close_timeout.
+            self.connection = websocket_connect(
+                url, open_timeout=WAIT_SECONDS, max_size=None, max_queue=None, close_timeout=1, legacy=True
+            )
+        except Exception as error:
+            raise AssertionError(f"Could not open a WebSocket at {url}: {error}") from None
+        self.received: list = []  # every message so far, in order (decoded JSON where it was JSON)
+        self._unread = 0  # index into received of the first message no wait has consumed yet
+        self.closed_reason: str | None = None
+
+    # --- sending -----------------------------------------------------------------------------------------------
+    def send_json(self, payload) -> None:
+        self.connection.send(json.dumps(payload))
+
+    def send_text(self, text: str) -> None:
+        self.connection.send(text)
+
+    def send_bytes(self, data: bytes) -> None:
+        self.connection.send(data)
+
+    def say(self, message: str) -> None:
+        self.send_json({"type": "chat", "message": message})
+
+    def rename(self, name: str) -> None:
+        self.send_json({"type": "set_name", "name": name})
+
+    # --- receiving ---------------------------------------------------------------------------------------------
+    def _receive_one(self, deadline: float):
+        """The next message, or None at the deadline. Raises AssertionError if the server closed the connection."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        try:
+            raw = self.connection.recv(timeout=remaining)
+        except TimeoutError:
+            return None
+        except ConnectionClosed as closed:
+            self.closed_reason = f"code {closed.rcvd.code if closed.rcvd else 'none (connection dropped)'}"
+            raise
+        try:
+            message = json.loads(raw)
+        except (TypeError, json.JSONDecodeError):
+            message = raw
+        self.received.append(message)
+        return message
+
+    def wait_for(self, matches, what: str, timeout: float = WAIT_SECONDS):
+        """The first unread message for which matches(message) is true; earlier unread ones are passed over."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self._unread < len(self.received):
+                message = self.received[self._unread]
+                self._unread += 1
+                if isinstance(message, dict) and matches(message):
+                    return message
+            try:
+                message = self._receive_one(deadline)
+            except ConnectionClosed:
+                raise AssertionError(
+                    f"The server closed the connection ({self.closed_reason}) while this client waited for {what}. "
+                    f"It had received: {describe(self.received)}"
+                ) from None
+            if message is None:
+                raise AssertionError(f"Waited {timeout:g} s for {what}, but received: {describe(self.received)}")
+
+    def wait_for_system(self, text: str, timeout: float = WAIT_SECONDS) -> dict:
+        return self.wait_for(
+            lambda m: m.get("type") == "system" and text in str(m.get("message")),
+            f'a system message containing "{text}"',
+            timeout,
+        )
+
+    def wait_for_chat(self, username: str, message: str, timeout: float = WAIT_SECONDS) -> dict:
+        return self.wait_for(
+            lambda m: m.get("type") == "chat" and m.get("username") == username and m.get("message") == message,
+            f'the chat message {{"username": "{username}", "message": "{message[:40]}"}}',
+            timeout,
+        )
+
+    def expect_error(self, after: str, timeout: float = WAIT_SECONDS) -> dict:
+        """The next error message; `after` says what the client sent, for the failure message."""
+        error = self.wait_for(lambda m: m.get("type") == "error", f'{{"type": "error", ...}} after {after}', timeout)
+        assert isinstance(error.get("message"), str) and error["message"].strip(), (
+            f'An error message needs a "message" that says what was wrong; after {after} the server sent {error}'
+        )
+        return error
+
+    def sync(self, timeout: float = WAIT_SECONDS) -> list:
+        """Wait until the server has handled everything this client sent; return what arrived meanwhile.
+
+        Sends a message that always gets an error back (a JSON array). The server handles one connection's
+        messages in order, so once that error is back, everything earlier sends caused for this client has
+        arrived too: a wait for an event, not a sleep. Only for a client whose earlier sends cause no error.
+        """
+        self.unread()
+        start = len(self.received)
+        self.send_json(["sync-probe"])
+        self.expect_error(after="a JSON array (the checks' sync probe)", timeout=timeout)
+        return self.received[start : self._unread - 1]
+
+    def unread(self) -> list:
+        messages = self.received[self._unread :]
+        self._unread = len(self.received)
+        return messages
+
+    def is_open(self) -> bool:
+        try:
+            self.connection.ping().wait(WAIT_SECONDS)
+            return True
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def eventually(check, what: str, timeout: float = WAIT_SECONDS):
+    """Poll check() until it returns something truthy; for state only visible by asking (GET /users)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Waited {timeout:g} s for {what}.")
+        time.sleep(0.02)
+
+
+def need(module, name: str, hint: str):
+    """module.name, or a check failure that says what to write."""
+    assert hasattr(module, name), f"app.py has no `{name}` yet. {hint}"
+    return getattr(module, name)
