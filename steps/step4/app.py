@@ -63,7 +63,7 @@ def parse_message(content) -> dict:
         raise BadMessage("That JSON is nested too deeply.") from None
     if not isinstance(data, dict):
         raise BadMessage(
-            f"Expected a JSON object such as {{\"type\": \"chat\", \"message\": \"hi\"}}, got a JSON {type(data).__name__}."
+            f"Expected a JSON object such as {{\"type\": \"chat\", \"message\": \"hi\"}}, got {json_kind(data)}."
         )
     kind = data.get("type")
     if kind == "chat":
@@ -71,6 +71,12 @@ def parse_message(content) -> dict:
     if kind == "set_name":
         return {"type": "set_name", "name": clean_name(data.get("name"))}
     raise BadMessage(f'Unknown message type {json.dumps(kind)}: use "chat" or "set_name".')
+
+
+def json_kind(value) -> str:
+    """What a learner typed, in JSON's words: "a JSON array", not Python's "list"."""
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else f"a JSON {kinds[type(value)]}"
 
 
 def clean_chat_text(message) -> str:
