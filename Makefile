@@ -64,3 +64,10 @@ check: $(INSTALLED) ## [N] self-grade your step N (same as pytest steps/stepN)
 
 test: $(INSTALLED) ## run the repository's whole test suite (what CI runs)
 	@$(PY) -m pytest tests
+
+.PHONY: docs docs-build
+docs: $(INSTALLED) ## serve the guide at http://127.0.0.1:8001 (live reload; Ctrl-C stops it)
+	@NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
+
+docs-build: $(INSTALLED) ## build the guide into site/ with every warning an error (as make test does)
+	@NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict

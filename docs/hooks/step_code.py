@@ -68,7 +68,8 @@ def two_columns(text: str, code: str) -> str:
     return (
         '<div class="guide-columns" markdown>\n'
         f'<div class="guide-text" markdown>\n\n{text.strip()}\n\n</div>\n'
-        f'<div class="guide-code" markdown>\n\n{code}\n\n</div>\n'
+        # The code is kept out of the search index: three copies of each file would drown the prose.
+        f'<div class="guide-code" markdown data-search-exclude="">\n\n{code}\n\n</div>\n'
         "</div>\n"
     )
 
@@ -223,7 +224,8 @@ def _changes_block(root: Path, old_dir: Path, new_dir: Path, name: str) -> str:
 def _include_block(root: Path, path: Path, highlighted: list[int]) -> str:
     rel = _rel(root, path)
     fence = _fence_for(path.read_text(encoding="utf-8"))
-    options = f'title="{rel}" linenums="1"'
+    # No line numbers: long lines wrap in the code column, and the walkthrough names functions, not lines.
+    options = f'title="{rel}"'
     if highlighted:
         options += f' hl_lines="{line_ranges(highlighted)}"'
     return f'{fence} {LEXERS[path.suffix]} {options}\n--8<-- "{rel}"\n{fence}'

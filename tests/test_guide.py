@@ -1,0 +1,157 @@
+"""The guide (mkdocs) builds strictly, shows every step's real code, and cannot drift from it."""
+
+import html
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workshop.steps import ROOT, STEPS
+
+# Guide sections named by the step checks and the workshop tools, e.g. "step3.md#bad-input". Lower case
+# only, as page names and anchors are: a placeholder such as "stepN.md#anchor" in a comment is no reference.
+GUIDE_REFERENCE = re.compile(r"\b([a-z0-9-]+)\.md#([a-z0-9-]+)")
+PROBE = 'GUIDE_DRIFT_PROBE = "changed in solutions/step4 only"'
+
+
+def load_hook():
+    spec = importlib.util.spec_from_file_location("step_code_hook", ROOT / "docs" / "hooks" / "step_code.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_guide(project: Path, site: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(project / "mkdocs.yml"), "-d", str(site)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=120,
+    )
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
+
+
+def built_page(site: Path, page: str) -> Path:
+    """Where mkdocs writes docs/<page>.md: <page>/index.html, and index.md at the top."""
+    return site / "index.html" if page == "index" else site / page / "index.html"
+
+
+def page_html(site: Path, page: str) -> str:
+    return built_page(site, page).read_text(encoding="utf-8")
+
+
+def code_blocks(page: str) -> list[str]:
+    """The text of every <code> block of a built page, as a reader sees it."""
+    blocks = re.findall(r"<code>(.*?)</code>", page, flags=re.DOTALL)
+    return [_normalise(html.unescape(re.sub(r"<[^>]+>", "", block))) for block in blocks]
+
+
+def _normalise(text: str) -> str:
+    # Markdown expands tabs and drops trailing blanks; compare what survives that.
+    return "\n".join(line.expandtabs(4).rstrip() for line in text.strip("\n").splitlines())
+
+
+def learner_files(folder: Path) -> list[Path]:
+    """The files a step's page must show: everything but the step's checks and caches."""
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and not path.name.startswith(("test_", "conftest")) and path.suffix != ".pyc"
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    site = tmp_path_factory.mktemp("guide-site")
+    build_guide(ROOT, site)
+    return site
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda step: f"step{step.number}")
+def test_step_page_shows_the_steps_real_files(site, step):
+    page = page_html(site, f"step{step.number}")
+    shown = code_blocks(page)
+    for folder in (step.starter_dir, step.solution_dir):
+        for path in learner_files(folder):
+            text = _normalise(path.read_text(encoding="utf-8"))
+            assert any(text == block for block in shown), (
+                f"{step.guide_page} does not show {path.relative_to(ROOT)} in full"
+            )
+
+
+def test_every_guide_section_the_checks_point_to_exists(site):
+    sources = [*ROOT.glob("steps/*/test_*.py"), *ROOT.glob("workshop/**/*.py"), *ROOT.glob("workshop/**/*.toml")]
+    references = {
+        (page, anchor, source.relative_to(ROOT))
+        for source in sources
+        for page, anchor in GUIDE_REFERENCE.findall(source.read_text(encoding="utf-8"))
+    }
+    assert references, "no guide references found: did the step checks stop naming their sections?"
+    missing = [
+        f"{source} points to docs/{page}.md#{anchor}"
+        for page, anchor, source in sorted(references)
+        if not built_page(site, page).is_file() or f'id="{anchor}"' not in page_html(site, page)
+    ]
+    assert not missing, "guide sections that do not exist:\n" + "\n".join(missing)
+
+
+def test_the_guide_loads_nothing_from_the_network(site):
+    for page in site.rglob("*.html"):
+        external = re.findall(r'<(?:link|script)[^>]+(?:href|src)="(https?://[^"]+)"', page.read_text(encoding="utf-8"))
+        assert not external, f"{page.relative_to(site)} loads {external}: the guide must work offline"
+
+
+def test_changing_a_solution_changes_its_step_page(tmp_path):
+    project = tmp_path / "project"
+    ignore = shutil.ignore_patterns("__pycache__")
+    project.mkdir()
+    shutil.copy(ROOT / "mkdocs.yml", project / "mkdocs.yml")
+    for folder in ("docs", "steps", "solutions"):
+        shutil.copytree(ROOT / folder, project / folder, ignore=ignore)
+    solution = project / "solutions" / "step4" / "app.py"
+    solution.write_text(solution.read_text(encoding="utf-8") + f"\n{PROBE}\n", encoding="utf-8")
+
+    site = tmp_path / "site"
+    build_guide(project, site)
+
+    step4 = page_html(site, "step4")
+    probe_lines = [line for line in step4.splitlines() if "GUIDE_DRIFT_PROBE" in line]
+    assert any('class="hll"' in line for line in probe_lines), "step 4's finished code does not highlight the new line"
+    assert any('class="gi"' in line for line in probe_lines), "step 4's diff does not show the new line as added"
+    step5 = page_html(site, "step5")
+    assert any(
+        'class="gd"' in line for line in step5.splitlines() if "GUIDE_DRIFT_PROBE" in line
+    ), "step 5's diff does not show the line step 5 lacks as removed"
+
+
+def test_highlights_are_the_added_and_changed_lines():
+    hook = load_hook()
+    old = ["import json", "", "def broadcast(payload):", "    pass"]
+    new = ["import json", "import threading", "", "def broadcast(payload):", "    with lock:", "        send(payload)"]
+    assert hook.changed_lines(old, new) == [2, 5, 6]
+    assert hook.line_ranges([2, 5, 6, 7, 10]) == "2 5-7 10"
+    diff = hook.unified_diff(old, new, "a/app.py", "b/app.py").splitlines()
+    assert diff[:3] == ["--- a/app.py", "+++ b/app.py", "@@ -1,4 +1,6 @@"]
+    assert [line for line in diff if line.startswith(("+", "-"))][2:] == [
+        "+import threading", "-    pass", "+    with lock:", "+        send(payload)"
+    ]
+
+
+def test_starter_highlights_cover_only_this_steps_todo_blocks():
+    hook = load_hook()
+    lines = [
+        "app = App()",
+        "# TODO(step 3) write the handler",
+        "# END TODO",
+        "# TODO(step 4) broadcast",
+        "#   send to every client",
+        "# END TODO",
+    ]
+    assert hook.todo_lines(lines, 4) == [4, 5, 6]
+    assert hook.todo_lines(lines, 3) == [2, 3]
