@@ -32,9 +32,9 @@ WAIT_SECONDS = float(os.environ.get("CHECK_WAIT_SECONDS", "3"))
 class ChatServer:
     """One running chat app. Stop it with `.stop()` (the fixtures do)."""
 
-    def __init__(self, app_dir: Path, command: list[str], env: dict | None = None):
+    def __init__(self, app_dir: Path, command: list[str], env: dict | None = None, port: int | None = None):
         self.app_dir = Path(app_dir)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws/chat"
         # A file, not a pipe: a server that logs a lot must never block on a full pipe nobody reads.
@@ -130,15 +130,16 @@ class ChatServer:
         Path(self._log.name).unlink(missing_ok=True)
 
 
-def start_server(app_dir: Path, env: dict | None = None, direct: bool = False) -> ChatServer:
+def start_server(app_dir: Path, env: dict | None = None, direct: bool = False, port: int | None = None) -> ChatServer:
     """Start app_dir's app on a free port: through `workshop.serve` (as `make step N` does), or with
-    `direct=True` as `python app.py --port P` (step 7's own entry point)."""
+    `direct=True` as `python app.py --port P` (step 7's own entry point). `port=` restarts a stopped
+    server where its clients (a browser tab that reconnects) will look for it."""
     app_dir = Path(app_dir).resolve()
     if direct:
         command = [sys.executable, str(app_dir / "app.py"), "--host", "127.0.0.1", "--port", "{port}"]
     else:
         command = [sys.executable, "-m", "workshop.serve", str(app_dir), "--host", "127.0.0.1", "--port", "{port}"]
-    return ChatServer(app_dir, command, env).wait_until_accepting()
+    return ChatServer(app_dir, command, env, port).wait_until_accepting()
 
 
 def describe(messages: list) -> str:

@@ -1,0 +1,143 @@
+"""Step 5 checks in a real browser: the tutorial's "Testing the Chat", automated.  Run: pytest steps/step5
+
+Each check opens the chat page in tabs of a headless Chromium, types as a participant would, and reads
+what the page shows. Without Chromium they skip, and say how to get it.
+"""
+
+import pytest
+
+from workshop.harness import start_server
+
+# The browser fixtures: open_tab, checkpoint_screenshot (see workshop/browser.py).
+pytest_plugins = ["workshop.browser"]
+
+# The tutorial's page ran this in every other tab: it renders lines with innerHTML.
+INJECTED_MESSAGE = """<img src=x onerror="document.title='pwned'">"""
+INJECTED_NAME = "<img src=x onerror=alert(1)>"  # the same attack, short enough for a name (32 characters)
+# Once every image of the page has loaded or failed, an onerror= attribute that was going to run has run.
+IMAGES_SETTLED = "() => [...document.images].every(image => image.complete)"
+# The page waits longer and longer between attempts to reconnect, at most 8 s.
+RECONNECT_SECONDS = 12
+
+
+@pytest.mark.guide("step5.md#run-it")
+def test_a_message_typed_in_one_tab_appears_in_both(open_tab):
+    """A message typed in one tab (Enter sends it) appears, signed with the sender's name, in both tabs."""
+    sender, other = open_tab(), open_tab()
+    sender.say("Hello from the first tab")
+    for tab in (sender, other):
+        line = tab.wait_for_line("Hello from the first tab", kind="chat")
+        assert line == f"{sender.name}: Hello from the first tab", (
+            f"{tab.label} should show the line as '{sender.name}: Hello from the first tab', but shows {line!r}."
+        )
+    assert sender.page.locator("#input").input_value() == "", "After a message is sent, the message box should be empty."
+
+
+@pytest.mark.guide("step5.md#run-it")
+def test_enter_on_an_empty_message_box_sends_nothing(open_tab):
+    """Enter on an empty or blank message box sends nothing (the server would answer with an error)."""
+    sender, other = open_tab(), open_tab()
+    start = other.mark()
+    sender.say("   ")
+    sender.say("after the blank one")
+    other.wait_for_line("after the blank one", after=start)
+    sender.wait_for_line("after the blank one")
+    assert other.texts()[start:] == [f"{sender.name}: after the blank one"], (
+        f"Only 'after the blank one' should have arrived.\n{other.describe()}"
+    )
+    assert not sender.texts("error"), f"The blank message reached the server, which refused it.\n{sender.describe()}"
+
+
+@pytest.mark.guide("step5.md#run-it")
+def test_slash_name_renames_you_for_everyone(open_tab):
+    """Typing `/name Alice` renames you: both tabs announce it, and your next message is signed Alice."""
+    renamed, other = open_tab(), open_tab()
+    renamed.say("/name Alice")
+    for tab in (renamed, other):
+        tab.wait_for_line(f"{renamed.name} is now known as Alice", kind="system")
+    renamed.say("Alice here")
+    other.wait_for_line("Alice: Alice here", kind="chat")
+
+
+@pytest.mark.guide("step5.md#run-it")
+def test_closing_a_tab_tells_the_other_tab_you_left(open_tab, checkpoint_screenshot):
+    """Closing a tab shows "... left the chat" in the tab that stays."""
+    ada, grace = open_tab(), open_tab()
+    ada.say("/name Ada")
+    grace.wait_for_line("is now known as Ada")
+    grace.say("/name Grace")
+    ada.wait_for_line("is now known as Grace")
+    ada.say("Hi Grace! Can you see this?")
+    grace.wait_for_line("Hi Grace! Can you see this?")
+    grace.say("Loud and clear. Off to lunch, bye!")
+    ada.wait_for_line("Loud and clear.")
+    grace.close()
+    ada.wait_for_line("Grace left the chat", kind="system")
+    checkpoint_screenshot(ada)
+
+
+@pytest.mark.guide("step5.md#render-as-text")
+def test_html_in_a_message_or_a_name_shows_as_text_and_never_runs(open_tab):
+    """A message or a name written in HTML shows as those very characters in the other tab, and never runs."""
+    sender, reader = open_tab(), open_tab()
+    sender.say(INJECTED_MESSAGE)
+    shown = reader.wait_for_line(f"{sender.name}: ", kind="chat")
+    reader.page.wait_for_function(IMAGES_SETTLED)
+    assert reader.page.title() != "pwned", (
+        f"The message {INJECTED_MESSAGE} ran as code in the other tab: it changed the page's title to 'pwned'. "
+        "The page turns messages into HTML (innerHTML); put them in with textContent."
+    )
+    assert shown == f"{sender.name}: {INJECTED_MESSAGE}", (
+        f"The other tab should show the message's characters as they were typed, but shows {shown!r}."
+    )
+
+    sender.say(f"/name {INJECTED_NAME}")
+    reader.wait_for_line(f"is now known as {INJECTED_NAME}", kind="system")
+    sender.say("a name can carry HTML too")
+    shown = reader.wait_for_line("a name can carry HTML too", kind="chat")
+    reader.page.wait_for_function(IMAGES_SETTLED)
+    assert not reader.dialogs, (
+        f"The name {INJECTED_NAME} ran as code in the other tab (it opened an alert). "
+        "The page turns names into HTML (innerHTML); put them in with textContent."
+    )
+    assert shown == f"{INJECTED_NAME}: a name can carry HTML too", (
+        f"The other tab should show the sender's name as it was typed, but shows {shown!r}."
+    )
+    assert reader.page.locator("#messages img").count() == 0, "A message or a name became an <img> element on the page."
+
+
+@pytest.mark.guide("step5.md#serve-the-page")
+def test_an_error_is_shown_to_its_sender_only_and_stands_out(open_tab):
+    """A refused /name (someone has that name) shows the server's error to the sender only, styled unlike chat."""
+    holder, latecomer = open_tab(), open_tab()
+    holder.say("/name Marie")
+    latecomer.wait_for_line("is now known as Marie")
+    latecomer.say("/name marie")  # names are unique whatever their case
+    latecomer.wait_for_line("", kind="error")
+    latecomer.say("then I stay who I am")
+    chat_line = latecomer.wait_for_line("then I stay who I am", kind="chat")
+    holder.wait_for_line(chat_line)  # the holder has now seen everything before it too
+    assert not holder.texts("error"), f"The error went to the other tab too: it is for its sender only.\n{holder.describe()}"
+    look = "line => { const s = getComputedStyle(line); return [s.color, s.backgroundColor, s.fontStyle]; }"
+    error_look = latecomer.page.locator("#messages > .msg.error").first.evaluate(look)
+    chat_look = latecomer.page.locator("#messages > .msg.chat").first.evaluate(look)
+    assert error_look != chat_look, "An error line looks exactly like a chat line: style .msg.error apart."
+
+
+@pytest.mark.guide("step5.md#serve-the-page")
+def test_the_page_reconnects_when_the_server_restarts(app_dir, open_tab):
+    """When the server stops, the page says so; started again on the same port, it reconnects by itself and keeps your /name."""
+    with start_server(app_dir) as first:
+        tab = open_tab(first)
+        tab.say("/name Rosalind")
+        tab.wait_for_line("is now known as Rosalind")
+        first.stop()
+        tab.wait_for_status("Disconnected")
+        start = tab.mark()
+        with start_server(app_dir, port=first.port) as restarted:
+            tab.wait_for_status("Connected", timeout=RECONNECT_SECONDS)
+            # The restarted server has forgotten every name: the page asks for its /name again.
+            tab.wait_for_line("is now known as Rosalind", after=start)
+            listener = open_tab(restarted)
+            tab.say("back again")
+            listener.wait_for_line("Rosalind: back again", kind="chat")

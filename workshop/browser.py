@@ -1,0 +1,226 @@
+"""The chat page in a real browser: Chromium driven by Playwright, for the checks of the page.
+
+A test file loads these fixtures with `pytest_plugins = ["workshop.browser"]` and provides a `server`
+fixture (the step checks get theirs from workshop/pytest_plugin.py). Then:
+
+    def test_something(open_tab):
+        alice, bob = open_tab(), open_tab()     # two tabs on the chat page, each connected
+        alice.say("hi")                          # types it and presses Enter
+        bob.wait_for_line("hi")
+
+One browser per test file (starting Chromium is the slow part), a fresh browser context per test (its own
+tabs, cookies and storage), so tests never see each other's pages.
+
+Without a browser the checks skip, with one line saying how to get one. Under CI (CI=true) that is a
+failure instead: the browser checks must never silently stop running.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from workshop.harness import WAIT_SECONDS, ChatServer
+from workshop.steps import ROOT
+
+# CHROMIUM=/path/to/chrome if set, else Debian's Chromium (`apt-get install chromium`) or another on PATH,
+# else the browser that `playwright install chromium` downloads.
+SYSTEM_CHROMIUM = ("/usr/bin/chromium", "chromium", "chromium-browser")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+GET_A_BROWSER = (
+    "No Chromium for the browser checks: install one with `sudo apt-get install chromium` (Debian, Ubuntu) "
+    "or `.venv/bin/python -m playwright install chromium` (any system), or set CHROMIUM=/path/to/chrome."
+)
+DESKTOP = {"width": 640, "height": 400}
+
+# The lines the page shows, as {"kind": "chat" | "system" | "error", "text": ...}, in order.
+LINES_JS = """() => [...document.querySelectorAll('#messages > .msg')].map(line => ({
+    kind: ['chat', 'system', 'error'].find(kind => line.classList.contains(kind)) || line.className,
+    text: line.textContent,
+}))"""
+FIND_LINE_JS = """([text, kind, after]) => [...document.querySelectorAll('#messages > .msg')].slice(after).some(
+    line => line.textContent.includes(text) && (!kind || line.classList.contains(kind)))"""
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true, so the browser checks must run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def find_chromium() -> str | None:
+    """The path of the Chromium to drive, or None (then Playwright's own download is the one to try)."""
+    if os.environ.get("CHROMIUM"):
+        return os.environ["CHROMIUM"]
+    for candidate in SYSTEM_CHROMIUM:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for this test file."""
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if sync_playwright is None:  # skipped outside the except block: a chained traceback would hide the one line
+        _unavailable("Playwright is not installed: run `make setup` (it installs requirements.txt).")
+    with sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_FLAGS)
+        except PlaywrightError as error:
+            if "executable doesn't exist" not in str(error).lower():
+                raise
+            chromium = None
+        if chromium is None:
+            _unavailable(GET_A_BROWSER)
+        yield chromium
+        chromium.close()
+
+
+class ChatTab:
+    """One browser tab showing the chat page: what a participant sees, and what they type."""
+
+    def __init__(self, page, label: str):
+        self.page = page
+        self.label = label  # "tab 1", "tab 2", ... for failure messages
+        self.name: str | None = None  # the name the server gave this tab when it joined
+        self.script_errors: list[str] = []
+        self.dialogs: list[str] = []  # the text of every alert() the page showed (each is dismissed)
+        self.sockets: list = []  # every WebSocket the page opened (Playwright WebSocket objects)
+        self.frames: list = []  # every frame the page received on them, in order
+        page.on("pageerror", lambda error: self.script_errors.append(str(error)))
+        page.on("dialog", self._dismiss)
+        page.on("websocket", self._watch)
+
+    def _watch(self, socket) -> None:
+        self.sockets.append(socket)
+        socket.on("framereceived", lambda frame: self.frames.append(frame))
+
+    def _dismiss(self, dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    # --- what the tab shows ------------------------------------------------------------------------------------
+    def lines(self) -> list[dict]:
+        return self.page.evaluate(LINES_JS)
+
+    def texts(self, kind: str | None = None) -> list[str]:
+        return [line["text"] for line in self.lines() if kind is None or line["kind"] == kind]
+
+    def status(self) -> str:
+        return self.page.locator("#status").inner_text()
+
+    def mark(self) -> int:
+        """How many lines the tab shows now: wait_for_line(..., after=mark) looks only at later lines."""
+        return len(self.lines())
+
+    def describe(self) -> str:
+        shown = self.lines()[-8:]
+        text = "\n".join(f"      [{line['kind']}] {line['text']}" for line in shown) or "      (no lines at all)"
+        errors = f"\n    Its script failed with: {'; '.join(self.script_errors)}" if self.script_errors else ""
+        return f"    {self.label} shows:\n{text}{errors}"
+
+    # --- waiting for what the tab shows ------------------------------------------------------------------------
+    def wait_for_line(self, text: str, kind: str | None = None, after: int = 0, timeout: float = WAIT_SECONDS) -> str:
+        """The text of the first line (after line number `after`) that contains `text`; waits for it."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            self.page.wait_for_function(FIND_LINE_JS, arg=[text, kind, after], timeout=timeout * 1000)
+        except PlaywrightTimeout:
+            what = f"a {kind} line" if kind else "a line"
+            raise AssertionError(f"{self.label} waited {timeout:g} s for {what} containing {text!r}.\n{self.describe()}") from None
+        return next(
+            line["text"] for line in self.lines()[after:]
+            if text in line["text"] and (kind is None or line["kind"] == kind)
+        )
+
+    def wait_for_status(self, text: str, timeout: float = WAIT_SECONDS) -> None:
+        """Wait until the status line starts with text ("Connected", "Disconnected")."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            self.page.wait_for_function(
+                "text => document.getElementById('status').textContent.startsWith(text)", arg=text, timeout=timeout * 1000
+            )
+        except PlaywrightTimeout:
+            raise AssertionError(
+                f"{self.label} waited {timeout:g} s for its status line to say {text!r}; it says {self.status()!r}."
+            ) from None
+
+    # --- what a participant does -------------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        """Type text into the message box and press Enter, as a participant does."""
+        box = self.page.locator("#input")
+        box.fill(text)
+        box.press("Enter")
+
+    def close(self) -> None:
+        self.page.close()
+
+    def screenshot(self, path: Path) -> None:
+        """Save what the tab shows as a PNG; an unchanged picture is not rewritten (mkdocs serve watches docs/)."""
+        picture = self.page.screenshot(animations="disabled", caret="hide")
+        if not path.exists() or path.read_bytes() != picture:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(picture)
+
+
+@pytest.fixture
+def browser_context(browser):
+    """A fresh browser context (like a new private window) for one test; closed with all its tabs after it."""
+    context = browser.new_context(viewport=DESKTOP)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def open_tab(browser_context, server):
+    """open_tab() opens the chat page of `server` in a new tab, waits until it has joined, and returns a ChatTab.
+    open_tab(other_server) opens another server's page; open_tab(context=...) opens it in another context."""
+    opened = []
+
+    def open_tab(chat_server: ChatServer | None = None, context=None) -> ChatTab:
+        chat_server = chat_server or server
+        page = (context or browser_context).new_page()
+        tab = ChatTab(page, f"tab {len(opened) + 1}")
+        opened.append(tab)
+        response = page.goto(chat_server.url + "/")
+        if not page.locator("#messages").count():
+            status = f" (it answered {response.status})" if response and response.status != 200 else ""
+            body = page.locator("body").inner_text().strip()[:200]
+            raise AssertionError(
+                f"GET / does not serve the chat page yet{status}. The browser shows:\n    {body or '(an empty page)'}"
+            )
+        # The first line a new tab shows is the server announcing it: "User-3 joined the chat".
+        joined = tab.wait_for_line(" joined the chat", kind="system")
+        tab.name = joined.removesuffix(" joined the chat")
+        return tab
+
+    return open_tab
+
+
+
+@pytest.fixture
+def checkpoint_screenshot(app_dir):
+    """checkpoint_screenshot(tab) saves docs/screenshots/stepN.png for the guide (stepN-phone.png with
+    suffix="-phone") when the checks run against solutions/stepN. A learner grading steps/ saves nothing."""
+
+    def save(tab: ChatTab, suffix: str = "") -> None:
+        if Path(app_dir).resolve().is_relative_to(ROOT / "solutions"):
+            tab.screenshot(ROOT / "docs" / "screenshots" / f"{Path(app_dir).name}{suffix}.png")
+
+    return save
