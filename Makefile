@@ -18,7 +18,7 @@ PYTHON ?= $(shell for candidate in python3 python3.13 python3.12 python; do \
 	done)
 
 # `make step 4`: the word after a numbered target is its argument, so make must not treat it as a target.
-NUMBERED_TARGETS := step solution check
+NUMBERED_TARGETS := step solution check hint reset solve diff watch
 ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(NUMBERED_TARGETS)),)
   ifneq ($(word 2,$(MAKECMDGOALS)),)
     N ?= $(word 2,$(MAKECMDGOALS))
@@ -71,3 +71,32 @@ docs: $(INSTALLED) ## serve the guide at http://127.0.0.1:8001 (live reload; Ctr
 
 docs-build: $(INSTALLED) ## build the guide into site/ with every warning an error (as make test does)
 	@NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+# Learner tools: workshop/progress.py, hints.py (texts in hints.toml), restore.py, diff.py, doctor.py, watch.py.
+.PHONY: progress hint reset solve diff doctor watch
+progress: $(INSTALLED) ## the seven steps: which pass, how many checks, and the next step to do
+	@$(PY) -m workshop.progress
+
+hint: $(INSTALLED) ## [N] a hint for step N, one more each time (AGAIN=1 starts over)
+	$(need-step)
+	@$(PY) -m workshop.hints $(N) $(if $(AGAIN),--again)
+
+reset: $(INSTALLED) ## [N] put steps/stepN back to its starter (your version is saved in .backups/ first)
+	$(need-step)
+	@$(PY) -m workshop.restore reset $(N)
+
+solve: $(INSTALLED) ## [N] put the finished step into steps/stepN (your version is saved in .backups/ first)
+	$(need-step)
+	@$(PY) -m workshop.restore solve $(N)
+
+diff: $(INSTALLED) ## [N] your steps/stepN against the finished solutions/stepN
+	$(need-step)
+	@$(PY) -m workshop.diff $(N)
+
+# No $(INSTALLED) here: the doctor must also run, and say why, when the set-up itself fails.
+doctor: ## check this machine: Python, .venv, pins, ports 8000 and 8001, browser (PORT= checks another chat port)
+	@$(or $(wildcard $(PY)),$(PYTHON),python3) -m workshop.doctor --port $(PORT)
+
+watch: $(INSTALLED) ## [N] rerun step N's checks each time you save a file in steps/stepN (Ctrl-C stops)
+	$(need-step)
+	@$(PY) -m workshop.watch $(N)

@@ -1,0 +1,366 @@
+"""The learner tools (make progress, hint, reset, solve, diff, doctor, watch), used as a learner would.
+
+Every test works in its own git clone of the workshop, made from this working tree, so the real steps/
+(a learner's work, or another test run's) is never touched. The clone shares this checkout's .venv.
+"""
+
+import contextlib
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from workshop.ports import free_port
+from workshop.steps import ROOT, STEPS
+
+# What a learner's clone needs for the tools and the step checks to run.
+CLONED_PATHS = ["workshop", "steps", "solutions", "conftest.py", "pytest.ini", "requirements.txt", "Makefile",
+                ".gitignore", ".python-version"]
+GIT_AS_LEARNER = ["git", "-c", "user.name=Learner", "-c", "user.email=learner@example.invalid"]
+# make passes these to sub-makes; the clone's make is a make of its own.
+MAKE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+
+
+def run(command: list[str], cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items() if key not in MAKE_VARIABLES}
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**environment, **(env or {})}
+    )
+
+
+def make(clone: Path, *arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    finished = run(["make", "--no-print-directory", *arguments], clone, env)
+    finished.output = finished.stdout + finished.stderr
+    return finished
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory) -> Path:
+    """A git repository holding the workshop as this working tree has it: what a learner clones."""
+    repository = tmp_path_factory.mktemp("upstream")
+    listed = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *CLONED_PATHS], ROOT)
+    for name in filter(None, listed.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (repository / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repository / name)
+    for command in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "The workshop"]):
+        assert run([*GIT_AS_LEARNER, *command], repository).returncode == 0
+    return repository
+
+
+@pytest.fixture
+def clone(upstream, tmp_path) -> Path:
+    """A fresh clone of the workshop, as a learner has it after `git clone`."""
+    learner = tmp_path / "workshop"
+    assert run(["git", "clone", "-q", str(upstream), str(learner)], tmp_path).returncode == 0
+    (learner / ".venv").symlink_to(ROOT / ".venv")
+    # Older than .venv/.installed, so that make in the clone never reinstalls into the shared .venv.
+    os.utime(learner / "requirements.txt", (0, 0))
+    return learner
+
+
+def committed(clone: Path, path: str) -> str:
+    return run(["git", "show", f"origin/main:{path}"], clone).stdout
+
+
+def backups(clone: Path, number: int) -> list[Path]:
+    return sorted((clone / ".backups").glob(f"step{number}-*"))
+
+
+def ignored_by_git(clone: Path) -> bool:
+    """No file the tools wrote shows up in `git status` (the .venv link is this test set-up's own)."""
+    status = run(["git", "status", "--porcelain", "--untracked-files=all"], clone).stdout.splitlines()
+    return not [line for line in status if not line.endswith(" .venv")]
+
+
+def progress_rows(output: str) -> dict[int, str]:
+    """Step number -> its row of the `make progress` table."""
+    rows = {}
+    for line in output.splitlines():
+        found = re.match(r"\s+([1-7])\s{2}", line)
+        if found:
+            rows[int(found.group(1))] = line
+    return rows
+
+
+# --- progress, solve, reset: the issue's "done when" ----------------------------------------------------------
+
+def test_progress_solve_and_reset_on_a_fresh_clone(clone):
+    """Fresh clone: all seven not yet; solve 3: step 3 passes, old step 3 backed up; reset 3: starter back."""
+    started = time.monotonic()
+    fresh = make(clone, "progress")
+    assert fresh.returncode == 0, fresh.output
+    rows = progress_rows(fresh.stdout)
+    assert sorted(rows) == [1, 2, 3, 4, 5, 6, 7], fresh.output
+    for number, row in rows.items():
+        assert re.search(r"\b0 of [1-9]\d*\s+not yet$", row), f"step {number} of a fresh clone: {row!r}\n{fresh.output}"
+    assert "Next: step 1," in fresh.stdout
+    print(f"progress on the untouched starters: {time.monotonic() - started:.1f} s")
+
+    starter = (clone / "steps/step3/app.py").read_text()
+    checks = (clone / "steps/step3/test_step3.py").read_text()
+    solved = make(clone, "solve", "3")
+    assert solved.returncode == 0, solved.output
+    assert (clone / "steps/step3/app.py").read_text() == (clone / "solutions/step3/app.py").read_text()
+    assert (clone / "steps/step3/test_step3.py").read_text() == checks, "solve must keep the step's checks"
+    [backup] = backups(clone, 3)
+    assert f"Saved your steps/step3 in {backup.relative_to(clone)}/" in solved.stdout, solved.output
+    assert (backup / "app.py").read_text() == starter and (backup / "test_step3.py").is_file()
+
+    started = time.monotonic()
+    after_solve = make(clone, "progress")
+    rows = progress_rows(after_solve.stdout)
+    assert re.search(r"\b(\d+) of \1\s+passed$", rows[3]), f"after make solve 3: {rows[3]!r}\n{after_solve.output}"
+    assert all(rows[number].endswith("not yet") for number in (1, 2, 4, 5, 6, 7)), after_solve.output
+    print(f"progress with step 3 solved: {time.monotonic() - started:.1f} s")
+
+    reset = make(clone, "reset", "3")
+    assert reset.returncode == 0, reset.output
+    assert (clone / "steps/step3/app.py").read_text() == starter == committed(clone, "steps/step3/app.py")
+    first, second = backups(clone, 3)
+    assert second != backup and f"Saved your steps/step3 in {second.relative_to(clone)}/" in reset.stdout
+    assert (second / "app.py").read_text() == (clone / "solutions/step3/app.py").read_text()
+    assert ignored_by_git(clone), run(["git", "status", "--porcelain"], clone).stdout
+
+
+def test_reset_brings_back_the_starter_and_keeps_every_file_of_the_learner(clone):
+    (clone / "steps/step2/app.py").write_text("# my own attempt\n")
+    (clone / "steps/step2/notes.txt").write_text("what I learned\n")
+    reset = make(clone, "reset", "2")
+    assert reset.returncode == 0, reset.output
+    assert (clone / "steps/step2/app.py").read_text() == committed(clone, "steps/step2/app.py")
+    assert not (clone / "steps/step2/notes.txt").exists(), "reset gives back the starter exactly"
+    [backup] = backups(clone, 2)
+    assert (backup / "app.py").read_text() == "# my own attempt\n"
+    assert (backup / "notes.txt").read_text() == "what I learned\n"
+    assert "origin/main" in reset.stdout, f"reset should say where the starter came from:\n{reset.output}"
+
+
+def test_reset_ignores_work_the_learner_committed(clone):
+    (clone / "steps/step4/app.py").write_text("# committed work in progress\n")
+    assert run([*GIT_AS_LEARNER, "commit", "-q", "-am", "my step 4 so far"], clone).returncode == 0
+    reset = make(clone, "reset", "4")
+    assert reset.returncode == 0, reset.output
+    assert (clone / "steps/step4/app.py").read_text() == committed(clone, "steps/step4/app.py"), (
+        f"reset must hand out the upstream starter, not the learner's own commit:\n{reset.output}"
+    )
+    assert (backups(clone, 4)[0] / "app.py").read_text() == "# committed work in progress\n"
+
+
+def test_reset_without_an_upstream_uses_head_and_warns_when_that_is_no_starter(clone):
+    assert run(["git", "remote", "remove", "origin"], clone).returncode == 0
+    (clone / "steps/step1/app.py").write_text("from cello import App\napp = App()\n")
+    assert run([*GIT_AS_LEARNER, "commit", "-q", "-am", "step 1 done"], clone).returncode == 0
+    (clone / "steps/step1/app.py").write_text("# an edit after the commit\n")
+    reset = make(clone, "reset", "1")
+    assert reset.returncode == 0, reset.output
+    assert "HEAD" in reset.stdout, reset.output
+    assert (clone / "steps/step1/app.py").read_text() == "from cello import App\napp = App()\n"
+    assert "no TODO(step 1) block" in reset.stdout, reset.output
+
+
+def test_two_backups_in_the_same_second_are_both_kept(clone):
+    for attempt in ("first", "second"):
+        (clone / "steps/step6/app.py").write_text(f"# {attempt} attempt\n")
+        assert make(clone, "reset", "6").returncode == 0
+    saved = sorted((backup / "app.py").read_text() for backup in backups(clone, 6))
+    assert saved == ["# first attempt\n", "# second attempt\n"], saved
+
+
+def test_reset_and_solve_on_a_folder_that_already_matches_change_nothing(clone):
+    untouched = make(clone, "reset", "5")
+    assert untouched.returncode == 0 and "nothing to change" in untouched.stdout, untouched.output
+    assert make(clone, "solve", "5").returncode == 0
+    again = make(clone, "solve", "5")
+    assert "nothing to change" in again.stdout, again.output
+    assert len(backups(clone, 5)) == 1, "only the solve that changed something backs up"
+
+
+def test_a_step_number_out_of_range_gets_one_clear_line(clone):
+    for target in ("reset", "solve", "hint", "diff", "watch"):
+        refused = make(clone, target, "8")
+        assert refused.returncode != 0 and "needs a step number from 1 to 7" in refused.stderr, refused.output
+
+
+# --- hints ------------------------------------------------------------------------------------------------------
+
+def test_hint_gives_one_more_each_time_and_remembers(clone):
+    count = len(tomllib.loads((clone / "workshop/hints.toml").read_text())["step3"]["hints"])
+    for shown in range(1, count + 1):
+        hint = make(clone, "hint", "3")
+        assert hint.returncode == 0, hint.output
+        assert f"hint {shown} of {count} (new)" in hint.stdout, hint.output
+        assert hint.stdout.count("(new)") == 1 and hint.stdout.count(f" of {count}") == shown, hint.output
+    last = make(clone, "hint", "3")
+    assert "every hint for step 3" in last.stdout and "(new)" not in last.stdout, last.output
+    assert "hint 1 of" in make(clone, "hint", "4").stdout, "each step counts its own hints"
+    assert f"hint 1 of {count} (new)" in make(clone, "hint", "3", "AGAIN=1").stdout
+    assert (clone / ".workshop-state/hints.json").is_file() and ignored_by_git(clone)
+
+
+def guide_sections_of_the_checks(number: int) -> set[str]:
+    checks = "".join(path.read_text() for path in (ROOT / f"steps/step{number}").glob("test_*.py"))
+    return set(re.findall(r'guide\("(step\d\.md#[\w-]+)"\)', checks))
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda step: f"step{step.number}")
+def test_every_step_has_three_or_four_hints_that_point_to_its_guide_sections(step):
+    hints = tomllib.loads((ROOT / "workshop/hints.toml").read_text())[f"step{step.number}"]["hints"]
+    assert 3 <= len(hints) <= 4, f"step {step.number} has {len(hints)} hints"
+    pointed = set(re.findall(r"Read: docs/(step\d\.md#[\w-]+)", "".join(hints)))
+    assert pointed, f"no hint of step {step.number} points to the guide"
+    unknown = pointed - guide_sections_of_the_checks(step.number)
+    assert not unknown, f"hints of step {step.number} point to sections none of its checks uses: {unknown}"
+
+
+# --- diff ---------------------------------------------------------------------------------------------------------
+
+def test_diff_shows_what_is_left_then_nothing(clone):
+    diff = make(clone, "diff", "6")
+    assert diff.returncode == 0, diff.output
+    assert "--- steps/step6/app.py" in diff.stdout and "+++ solutions/step6/app.py" in diff.stdout, diff.output
+    assert '+@app.get("/users")' in diff.stdout and "-# TODO(step 6)" in diff.stdout, diff.output
+    assert "test_step6" not in diff.stdout, "the checks are the same on both sides: only app files are compared"
+    assert "\033[" not in diff.stdout, "no colour codes when the output is not a terminal"
+    assert make(clone, "solve", "6").returncode == 0
+    assert "steps/step6 matches solutions/step6" in make(clone, "diff", "6").stdout
+
+
+# --- doctor -------------------------------------------------------------------------------------------------------
+
+def test_doctor_passes_on_this_machine(clone):
+    doctor = make(clone, "doctor", f"PORT={free_port()}")
+    assert doctor.returncode == 0, doctor.output
+    assert "Ready for the workshop." in doctor.stdout and "FAIL" not in doctor.stdout, doctor.output
+    assert "ok    Cello 1.4.1 (as pinned)" in doctor.stdout, doctor.output
+    assert re.search(r"ok    Python 3\.1[2-9]", doctor.stdout), doctor.output
+
+
+@pytest.fixture
+def busy_port():
+    """A port something listens on, for as long as the test runs."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    yield holder.getsockname()[1]
+    holder.close()
+
+
+def test_doctor_fails_with_a_clear_line_when_the_chat_port_is_busy(clone, busy_port):
+    doctor = make(clone, "doctor", f"PORT={busy_port}")
+    assert doctor.returncode != 0, doctor.output
+    line = next((line for line in doctor.stdout.splitlines() if line.strip().startswith("FAIL")), "")
+    assert f"port {busy_port} (the chat) is in use, held by pid {os.getpid()}" in line, doctor.output
+    assert "PORT=" in doctor.stdout and "block the workshop" in doctor.stdout, doctor.output
+
+
+def test_doctor_only_warns_when_the_guide_port_is_busy(clone, busy_port):
+    doctor = run(
+        [sys.executable, "-m", "workshop.doctor", "--port", str(free_port()), "--guide-port", str(busy_port)], clone
+    )
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert f"WARN  port {busy_port} (the guide" in doctor.stdout, doctor.stdout
+
+
+# --- watch --------------------------------------------------------------------------------------------------------
+
+class Watcher:
+    """`make watch N` in its own process group (as in a terminal), its output read line by line as it comes."""
+
+    def __init__(self, clone: Path, number: int):
+        environment = {key: value for key, value in os.environ.items() if key not in MAKE_VARIABLES}
+        self.process = subprocess.Popen(
+            ["make", "--no-print-directory", "watch", str(number)], cwd=clone, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**environment, "CHECK_WAIT_SECONDS": "1"},
+        )
+        self.lines: list[str] = []
+        self._new = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self._new.put(line)
+        self._new.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = 120) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._new.get(timeout=max(0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None:
+                raise AssertionError(f"make watch never printed /{pattern}/:\n{''.join(self.lines)}")
+            self.lines.append(line)
+            found = re.search(pattern, line)
+            if found:
+                return found
+
+    def ctrl_c(self) -> int:
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        finally:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        while (line := self._new.get(timeout=10)) is not None:
+            self.lines.append(line)
+        return self.process.returncode
+
+
+def processes_running_in(folder: Path) -> dict[int, str]:
+    """pid -> command line of live processes working in folder or naming it (make, watch, pytest, servers)."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            directory = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue  # gone meanwhile, or not ours to look at
+        if str(folder) in command or Path(directory).is_relative_to(folder):
+            found[int(pid)] = command
+    return found
+
+
+def wait_until(condition, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.05)
+
+
+def test_watch_reruns_the_checks_after_a_change_and_ctrl_c_stops_everything(clone):
+    watcher = Watcher(clone, 3)
+    try:
+        total = watcher.wait_for(r"\[watch\] step 3: 0 of (\d+) checks pass\.").group(1)
+        shutil.copy(clone / "solutions/step3/app.py", clone / "steps/step3/app.py")
+        watcher.wait_for(r"\[watch\] .* changed: app\.py; running the checks again")
+        watcher.wait_for(rf"\[watch\] step 3: {total} of {total} checks pass\. Step 3 is done!")
+        # Ctrl-C while the checks run (servers up): everything the watcher started must stop with it.
+        (clone / "steps/step3/notes.txt").write_text("a new file is a change too\n")
+        watcher.wait_for(r"changed: notes\.txt")
+        step_folder = clone / "steps/step3"
+        wait_until(lambda: any("workshop.serve" in command for command in processes_running_in(step_folder).values()),
+                   "the checks to start a server")
+    finally:
+        exit_status = watcher.ctrl_c()
+    output = "".join(watcher.lines)
+    assert exit_status in (0, -signal.SIGINT), f"make watch ended with {exit_status}:\n{output}"
+    assert "[watch] Stopped watching steps/step3." in output and "Traceback" not in output, output
+    assert "KeyboardInterrupt" not in output, f"Ctrl-C should stop it quietly:\n{output}"
+    left = processes_running_in(clone)
+    for pid in left:  # this test's own leftovers: stop them, then fail
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"still running after Ctrl-C: {left}"

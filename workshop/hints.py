@@ -1,0 +1,77 @@
+"""Hints for a step, one more each time they are asked for.  `make hint N`
+
+The texts live in workshop/hints.toml. How many of each step's hints the learner has seen is kept in
+.workshop-state/hints.json (git ignores it), so the next `make hint N` goes one further.
+
+    python -m workshop.hints N            # the hints seen so far, and one more
+    python -m workshop.hints N --again    # start step N's hints from the first one again
+"""
+
+import argparse
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+from workshop.steps import ROOT, step
+
+HINTS_FILE = Path(__file__).with_name("hints.toml")
+STATE_FILE = ROOT / ".workshop-state" / "hints.json"
+
+
+def all_hints() -> dict[int, list[str]]:
+    """Step number -> its hints, in order."""
+    data = tomllib.loads(HINTS_FILE.read_text(encoding="utf-8"))
+    return {int(key.removeprefix("step")): [hint.strip() for hint in table["hints"]] for key, table in data.items()}
+
+
+def hints_seen() -> dict[str, int]:
+    try:
+        return json.loads(STATE_FILE.read_text())
+    except (OSError, ValueError):
+        return {}  # never asked yet, or a damaged file: start over rather than fail
+
+
+def remember(number: int, count: int) -> None:
+    seen = hints_seen()
+    seen[str(number)] = count
+    STATE_FILE.parent.mkdir(exist_ok=True)
+    STATE_FILE.write_text(json.dumps(seen, indent=2, sort_keys=True) + "\n")
+
+
+def indent(text: str) -> str:
+    return "\n".join("    " + line if line else "" for line in text.splitlines())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("number", type=int, help="the step, 1 to 7")
+    parser.add_argument("--again", action="store_true", help="forget which hints were shown and start over")
+    args = parser.parse_args(argv)
+    try:
+        step(args.number)
+    except ValueError as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    hints = all_hints()[args.number]
+    before = 0 if args.again else min(hints_seen().get(str(args.number), 0), len(hints))
+    shown = min(before + 1, len(hints))
+    remember(args.number, shown)
+
+    for index, hint in enumerate(hints[:shown], start=1):
+        new = " (new)" if index > before else ""
+        print(f"Step {args.number}, hint {index} of {len(hints)}{new}:\n\n{indent(hint)}\n")
+    if shown < len(hints):
+        print(f"Still stuck? `make hint {args.number}` again gives the next one.")
+    else:
+        if before == len(hints):
+            print(f"That is every hint for step {args.number}. `make hint {args.number} AGAIN=1` starts over.")
+        print(
+            f"`make diff {args.number}` shows what is left between your code and the finished step; "
+            f"`make solve {args.number}` puts the finished step in place (your folder is backed up first)."
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Rerun a step's checks whenever one of its files changes.  `make watch N`, Ctrl-C stops it.
+
+Changes are found by polling the files' modification times and sizes twice a second, not by filesystem
+events: polling works everywhere, including WSL's /mnt/c and network mounts, where events never arrive.
+The checks run in their own process group, so Ctrl-C in the terminal reaches only this watcher, which
+then interrupts them itself: pytest stops the servers it started, and nothing is printed but one line.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from workshop.progress import CheckResults, checks_environment, pytest_command, read_report
+from workshop.steps import ROOT, STEPS, Step, step
+
+POLL_SECONDS = 0.5
+# Set in the environment of each run of the checks, and so inherited by every server they start.
+RUN_MARKER = "WORKSHOP_WATCH_RUN"
+
+
+def is_editor_scratch(name: str) -> bool:
+    """Files editors write beside the real one while saving (vim's .swp and 4913, emacs's #file#, backups~)."""
+    return name.startswith((".", "#")) or name.endswith(("~", ".swp", ".swx")) or name == "4913"
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Each file's (modification time, size): a change to either is a change. Caches are not the learner's."""
+    files = {}
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder)
+        if "__pycache__" in relative.parts or any(is_editor_scratch(part) for part in relative.parts):
+            continue
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            continue  # deleted between listing and looking
+        if path.is_file():
+            files[relative.as_posix()] = (status.st_mtime_ns, status.st_size)
+    return files
+
+
+def changed_names(before: dict, after: dict) -> list[str]:
+    return sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name))
+
+
+def wait_for_change(folder: Path, last: dict) -> dict:
+    """Poll until folder differs from `last` and has stopped changing (editors save in several writes)."""
+    while True:
+        time.sleep(POLL_SECONDS)
+        current = snapshot(folder)
+        if current != last:
+            while True:
+                time.sleep(POLL_SECONDS)
+                settled = snapshot(folder)
+                if settled == current:
+                    return current
+                current = settled
+
+
+def processes_of_run(run_id: str) -> list[int]:
+    """Live processes that inherited this run's RUN_MARKER: the checks and the servers they started."""
+    marker = f"{RUN_MARKER}={run_id}".encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
+        try:
+            if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append(int(pid))
+        except OSError:
+            continue  # gone meanwhile, or another user's
+    return found
+
+
+def interrupt(checks: subprocess.Popen, run_id: str) -> None:
+    """Ctrl-C for the checks, which then stop the servers they started; their remaining output is dropped.
+
+    A Ctrl-C that lands while a check is still starting its server leaves that server running (the
+    fixture that would stop it never finished), so whatever carries this run's marker is stopped too.
+    """
+    if checks.poll() is None:
+        os.killpg(checks.pid, signal.SIGINT)
+    try:
+        checks.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(checks.pid, signal.SIGKILL)
+        checks.communicate()
+    for pid in processes_of_run(run_id):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)  # as Ctrl-C would: the server shuts down cleanly
+    deadline = time.monotonic() + 5
+    while (left := processes_of_run(run_id)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def run_checks_showing_output(the_step: Step) -> CheckResults:
+    """pytest steps/stepN, its output passed on line by line, and its results counted."""
+    colour = ("--color=yes",) if sys.stdout.isatty() else ()
+    run_id = f"{os.getpid()}-{time.monotonic_ns()}"
+    environment = {**checks_environment(), "PYTHONUNBUFFERED": "1", RUN_MARKER: run_id}
+    with tempfile.TemporaryDirectory(prefix="workshop-watch-") as scratch:
+        report = Path(scratch) / "report.xml"
+        checks = subprocess.Popen(
+            pytest_command(the_step, report, ("-q", *colour)), cwd=ROOT, env=environment,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        last_lines = []
+        try:
+            for line in checks.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                last_lines = [*last_lines[-4:], line]
+            checks.wait()
+        except KeyboardInterrupt:
+            interrupt(checks, run_id)
+            raise
+        return read_report(the_step, report, checks.returncode, "".join(last_lines))
+
+
+def summary(results: CheckResults) -> str:
+    the_step = results.step
+    if results.problem:
+        return f"[watch] step {the_step.number}: {results.problem}."
+    line = f"[watch] step {the_step.number}: {results.passed} of {results.total} checks pass."
+    if results.done:
+        line += f" Step {the_step.number} is done!"
+        if the_step.number < len(STEPS):
+            line += f" On to step {the_step.number + 1}: make watch {the_step.number + 1}"
+    return line
+
+
+def watch(the_step: Step) -> None:
+    folder = the_step.starter_dir
+    where = folder.relative_to(ROOT)
+    print(f"[watch] Watching {where}: its checks run now, and again each time you save a file there. "
+          "Ctrl-C stops.", flush=True)
+    files = snapshot(folder)
+    while True:
+        results = run_checks_showing_output(the_step)
+        print(summary(results), flush=True)
+        checked, files = files, snapshot(folder)
+        if files == checked:  # nothing was saved while the checks ran: wait for the next save
+            files = wait_for_change(folder, checked)
+        print(f"\n[watch] {time.strftime('%H:%M:%S')} changed: {', '.join(changed_names(checked, files))}; "
+              "running the checks again.\n", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    try:
+        the_step = step(int(arguments[0]))
+    except (IndexError, ValueError):
+        print("usage: python -m workshop.watch N   (N is a step number, 1 to 7)", file=sys.stderr)
+        return 2
+    try:
+        watch(the_step)
+    except KeyboardInterrupt:
+        print(f"\n[watch] Stopped watching steps/step{the_step.number}.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
