@@ -42,7 +42,7 @@ def remove_client(ws_id: int) -> None:
 
 # TODO(step 3): the WebSocket handler at /ws/chat, and the rules for what people may send.
 #
-# Limits (constants):  MAX_NAME_LENGTH = 32, MAX_MESSAGE_LENGTH = 2000, MAX_FRAME_LENGTH = 16_000
+# Limits (constants):  MAX_NAME_LENGTH = 32, MAX_MESSAGE_LENGTH = 2000, MAX_FRAME_LENGTH = 25_000
 #
 # class BadMessage(ValueError): input the chat refuses. The handler catches it and sends
 #     {"type": "error", "message": str(problem)} to the sender only; the connection stays open.

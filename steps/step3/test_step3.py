@@ -60,13 +60,15 @@ def test_set_name_renames_and_announces(connect):
 
 @pytest.mark.guide("step3.md#bad-input")
 def test_names_and_messages_at_the_limits_are_accepted(connect):
-    """A 32-character name and a 2,000-character message are accepted."""
+    """A 32-character name and a 2,000-character message (even one JSON escapes heavily) are accepted."""
     client, name = join(connect)
     long_name = "N" * 31 + "3"
     client.rename(long_name)
     client.wait_for_system(f"{name} is now known as {long_name}")
     client.say("m" * 2000)
     client.wait_for_chat(long_name, "m" * 2000)
+    client.say("😀" * 2000)  # json.dumps escapes each as \ud83d\ude00: 24,000 characters on the wire
+    client.wait_for_chat(long_name, "😀" * 2000)
 
 
 BAD_INPUT = {
