@@ -65,7 +65,7 @@ def test_two_tabs_chat_rename_and_leave_and_users_lists_who_is_online(server, op
 
     bob.close()
     alice.wait_for_line("Bob left the chat", kind="system")
-    assert online(server) == ["Alice"], "Bob left the chat, so only Alice should be online"
+    eventually(lambda: online(server) == ["Alice"], "GET /users to list only Alice once Bob left")
 
 
 def test_heartbeat_pings_reach_the_page_but_never_show(open_tab):
@@ -74,7 +74,8 @@ def test_heartbeat_pings_reach_the_page_but_never_show(open_tab):
     socket = tab.sockets[-1]
     for _ in range(3):
         socket.wait_for_event("framereceived", lambda frame: json.loads(frame)["type"] == "ping", timeout=5000)
-    tab.say("after three heartbeats")
+    with socket.expect_event("framereceived", lambda frame: "after three heartbeats" in frame):
+        tab.say("after three heartbeats")
     tab.wait_for_line("after three heartbeats", kind="chat")
 
     frames = [json.loads(frame) for frame in tab.frames]
