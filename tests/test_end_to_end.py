@@ -8,7 +8,7 @@ import pytest
 from workshop.harness import eventually, start_server
 from workshop.steps import step
 
-# The browser fixtures: browser, open_tab, checkpoint_screenshot (see workshop/browser.py).
+# The browser fixtures: open_tab, new_browser_context, checkpoint_screenshot (see workshop/browser.py).
 pytest_plugins = ["workshop.browser"]
 
 HEARTBEAT_SECONDS = 0.2  # the app's default is 30 s; short here, so pings arrive while the test watches
@@ -40,10 +40,8 @@ def server(app_dir):
 
 
 @pytest.fixture
-def phone_context(browser):
-    context = browser.new_context(**PHONE)
-    yield context
-    context.close()
+def phone_context(new_browser_context):
+    return new_browser_context(**PHONE)
 
 
 def online(server) -> list[str]:

@@ -49,6 +49,7 @@ GET_A_BROWSER = (
     "or `.venv/bin/python -m playwright install chromium` (any system), or set CHROMIUM=/path/to/chrome."
 )
 DESKTOP = {"width": 640, "height": 400}
+PAGE_TIMEOUT_SECONDS = 10
 
 # The lines the page shows, as {"kind": "chat" | "system" | "error", "text": ...}, in order.
 LINES_JS = """() => [...document.querySelectorAll('#messages > .msg')].map(line => ({
@@ -180,11 +181,26 @@ class ChatTab:
 
 
 @pytest.fixture
-def browser_context(browser):
-    """A fresh browser context (like a new private window) for one test; closed with all its tabs after it."""
-    context = browser.new_context(viewport=DESKTOP)
-    yield context
-    context.close()
+def new_browser_context(browser):
+    """new_browser_context(**options) opens a fresh browser context (like a new private window), e.g. with a
+    phone's viewport; each one is closed, with all its tabs, after the test."""
+    contexts = []
+
+    def new_browser_context(**options):
+        contexts.append(browser.new_context(**{"viewport": DESKTOP, **options}))
+        # Playwright waits 30 s by default; a page that never loads should fail a check sooner than that.
+        contexts[-1].set_default_timeout(PAGE_TIMEOUT_SECONDS * 1000)
+        return contexts[-1]
+
+    yield new_browser_context
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def browser_context(new_browser_context):
+    """The test's own browser context: where open_tab() opens its tabs."""
+    return new_browser_context()
 
 
 @pytest.fixture
