@@ -2,23 +2,26 @@
 
 import itertools
 import json
-# TODO(step 7): import os and time here, and ThreadPoolConfig from cello below.
-# END TODO
 import threading
+# TODO(step 7): import os and time here, and below, after the cello import, the ready-made machinery of
+# classroom.py (next to this file; read its docstring):
+#       from classroom import Outbox, RateLimit, allow_many_connections
+# END TODO
 from pathlib import Path
 
 from cello import App, Response
 
 app = App()
 
-# TODO(step 7): room for a whole class, and a configurable heartbeat.
+# TODO(step 7): the settings of a room for a whole class.
 #
-#   Each `def` WebSocket handler holds one thread of Cello's blocking pool while its participant stays.
-#   The default pool has 64 threads: the 65th participant connects and then hears nothing, silently.
-#       MAX_PARTICIPANTS = int(os.environ.get("CHAT_MAX_PARTICIPANTS", "500"))
-#       app.set_threadpool(ThreadPoolConfig(size=MAX_PARTICIPANTS + 16))
-#   The heartbeat's interval in seconds, 30 unless the environment says otherwise (the checks use 0.2):
-#       HEARTBEAT_SECONDS = float(os.environ.get("CHAT_HEARTBEAT_SECONDS", "30"))
+#   HEARTBEAT_SECONDS = float(os.environ.get("CHAT_HEARTBEAT_SECONDS", "30"))   (the checks use 0.2)
+#   SILENCE_LIMIT_SECONDS = max(3 * HEARTBEAT_SECONDS, 1.0)
+#       The page will answer every ping with a pong: someone silent for three intervals is gone (a closed
+#       laptop never closes its connection). At least a second, so that a busy machine's hiccup is no departure.
+#   MESSAGES_PER_SECOND = float(os.environ.get("CHAT_MESSAGES_PER_SECOND", "5"))
+#   MESSAGE_BURST = 10
+#       Per participant: 10 messages at once, then 5 a second. More is a script or a stuck key, not a person.
 # END TODO
 
 # Every connected client: ws_id -> {"ws": ws, "username": str}
@@ -36,6 +39,23 @@ def name_taken(name: str) -> bool:
     return any(client["username"].casefold() == name.casefold() for client in clients.values())
 
 
+# TODO(step 7): each client gets an outbox.
+#
+#   Next to `clients`:  outboxes = {}   (ws_id -> Outbox), guarded by clients_lock too.
+#   In add_client, before taking the lock:
+#       outbox = Outbox(ws, on_dropped=lambda: leave(ws_id))
+#   and, under the lock, outboxes[ws_id] = outbox. An Outbox queues its client's messages and delivery
+#   threads send them, so one participant who stops reading never holds up the others. If they fall too far
+#   behind, it closes their connection and calls on_dropped: leave() below announces them as left.
+#
+#   remove_client returns what it removed: `return clients.pop(ws_id, None)` (None if already gone).
+#
+#   Then two new functions:
+#       def is_connected(ws_id) -> bool: whether ws_id is still in clients (under the lock).
+#       def leave(ws_id): client = remove_client(ws_id); if it was still there, pop its outbox (under the lock),
+#           close it, and broadcast "<its current username> left the chat". Both the handler's `finally` and
+#           on_dropped call leave(): only the call that removed the client goes on, so it is announced once.
+# END TODO
 def add_client(ws_id: int, ws) -> str:
     """Register a new connection under a default name nobody uses, and return that name."""
     with clients_lock:
@@ -80,6 +100,8 @@ def parse_message(content) -> dict:
             f"Expected a JSON object such as {{\"type\": \"chat\", \"message\": \"hi\"}}, got {json_kind(data)}."
         )
     kind = data.get("type")
+    # TODO(step 7): accept {"type": "pong"}, the page's answer to a ping: return {"type": "pong"}.
+    # END TODO
     if kind == "chat":
         return {"type": "chat", "message": clean_chat_text(data.get("message"))}
     if kind == "set_name":
@@ -127,6 +149,12 @@ def rename(ws_id: int, new_name: str) -> str:
     return old_name
 
 
+# TODO(step 7): send through the outboxes, never with ws.send_text (which blocks behind a stalled reader).
+#
+#   send_to(ws_id, payload): get outboxes.get(ws_id) under the lock, then outbox.put(json.dumps(payload)).
+#   broadcast(payload): under the lock, put the text into every outbox. put() never blocks, so the loop may
+#   hold the lock, and then everybody gets the room's messages in the same order.
+# END TODO
 def send_to(ws, payload: dict) -> None:
     """Send one message to one client; a client that has just left is no error."""
     try:
@@ -151,6 +179,18 @@ def broadcast(payload: dict) -> None:
             pass
 
 
+# TODO(step 7): a handler for a whole room.
+#
+#   `async def chat_handler(ws)`, waiting with `await ws.arecv(timeout=SILENCE_LIMIT_SECONDS)` instead of
+#   ws.recv(): a `def` handler holds one of Cello's 64 pool threads for as long as its participant stays, so
+#   the 65th would connect and hear nothing. A coroutine may not call ws.send_text: the outboxes send for it.
+#   arecv returns None when the participant closed the connection, or said nothing for the silence limit.
+#
+#   Before the loop:  limit = RateLimit(per_second=MESSAGES_PER_SECOND, burst=MESSAGE_BURST)
+#   In the loop, first `if not is_connected(ws_id): break` (their outbox gave up on them); after
+#   parse_message, `continue` on a pong; then, if not limit.allow(), raise BadMessage("Slow down: ...").
+#   send_to(ws_id, ...) instead of send_to(ws, ...), and `finally: leave(ws_id)`.
+# END TODO
 @app.websocket("/ws/chat")
 def chat_handler(ws):
     """One participant, from joining to leaving."""
@@ -199,12 +239,12 @@ def online_users(request):
 # TODO(step 7): the heartbeat, and running the app with `python app.py`.
 #
 #   def heartbeat_loop():
-#       Every HEARTBEAT_SECONDS, broadcast({"type": "ping"}). Browsers and Cello never ping, so without
-#       it nothing ever touches a quiet connection. The page ignores pings.
+#       Every HEARTBEAT_SECONDS, broadcast({"type": "ping"}). Browsers and Cello never ping, so without it a
+#       quiet connection is never checked; with it, a page that answers no ping is soon taken out of the room.
 #
 #   if __name__ == "__main__":
-#       Start heartbeat_loop on a daemon thread here (not at import time, as the tutorial does: then
-#       merely importing app.py would start it), then
+#       Start heartbeat_loop on a daemon thread here (not at import time, as the tutorial does: then merely
+#       importing app.py would start it), call allow_many_connections(), then
 #       app.run(host="127.0.0.1", port=8000, workers=1)
 #       workers=1 keeps the room in one process: `--env production` would fork one per CPU and split it.
 #
