@@ -1,5 +1,6 @@
 """The guide (mkdocs) builds strictly, shows every step's real code, and cannot drift from it."""
 
+import ast
 import html
 import importlib.util
 import os
@@ -17,6 +18,19 @@ from workshop.steps import ROOT, STEPS
 # only, as page names and anchors are: a placeholder such as "stepN.md#anchor" in a comment is no reference.
 GUIDE_REFERENCE = re.compile(r"\b([a-z0-9-]+)\.md#([a-z0-9-]+)")
 PROBE = 'GUIDE_DRIFT_PROBE = "changed in solutions/step4 only"'
+
+# The settings whose values the guide's prose states (in words, so no include can keep them in step):
+# (file, constant, the value the guide gives, the pages that give it).
+NUMBERS_IN_THE_PROSE = [
+    ("solutions/step3/app.py", "MAX_NAME_LENGTH", 32, "step3.md"),
+    ("solutions/step3/app.py", "MAX_MESSAGE_LENGTH", 2000, "step3.md"),
+    ("solutions/step7/app.py", "HEARTBEAT_SECONDS", 30, "step5.md, step7.md, disconnects.md, testing-the-chat.md"),
+    ("solutions/step7/app.py", "MESSAGES_PER_SECOND", 5, "step7.md, disconnects.md"),
+    ("solutions/step7/app.py", "MESSAGE_BURST", 10, "step7.md, disconnects.md"),
+    ("solutions/step7/classroom.py", "SEND_TIMEOUT_SECONDS", 5, "step7.md, disconnects.md"),
+    ("solutions/step7/classroom.py", "MAX_BACKLOG", 5000, "step7.md, disconnects.md"),
+    ("solutions/step7/classroom.py", "DELIVERY_THREADS", 4, "step7.md"),
+]
 
 
 def load_hook():
@@ -55,6 +69,15 @@ def code_blocks(page: str) -> list[str]:
 def _normalise(text: str) -> str:
     # Markdown expands tabs and drops trailing blanks; compare what survives that.
     return "\n".join(line.expandtabs(4).rstrip() for line in text.strip("\n").splitlines())
+
+
+def module_setting(path: Path, name: str) -> float:
+    """A module-level setting's value: `NAME = 32`, or the default of `NAME = float(os.environ.get("X", "5"))`."""
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            defaults = [c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant)]
+            return float(defaults[-1])
+    raise AssertionError(f"{path.relative_to(ROOT)} no longer defines {name}")
 
 
 def learner_files(folder: Path) -> list[Path]:
@@ -99,6 +122,15 @@ def test_every_guide_section_the_checks_point_to_exists(site):
         if not built_page(site, page).is_file() or f'id="{anchor}"' not in page_html(site, page)
     ]
     assert not missing, "guide sections that do not exist:\n" + "\n".join(missing)
+
+
+@pytest.mark.parametrize("source, name, stated, pages", NUMBERS_IN_THE_PROSE, ids=lambda v: str(v))
+def test_the_numbers_the_guide_states_are_the_codes(source, name, stated, pages):
+    actual = module_setting(ROOT / source, name)
+    assert actual == stated, (
+        f"{source} now sets {name} to {actual:g}, but the guide ({pages}) says {stated:g}: update the pages "
+        "and this list together."
+    )
 
 
 def test_the_guide_loads_nothing_from_the_network(site):
