@@ -74,8 +74,8 @@ docs-build: $(INSTALLED) ## build the guide into site/ with every warning an err
 
 # Learner tools: workshop/progress.py, hints.py (texts in hints.toml), restore.py, diff.py, doctor.py, watch.py.
 .PHONY: progress hint reset solve diff doctor watch
-progress: $(INSTALLED) ## the seven steps: which pass, how many checks, and the next step to do
-	@$(PY) -m workshop.progress
+progress: $(INSTALLED) ## the seven steps: which pass, how many checks, and the next step to do (FRESH=1 reruns all)
+	@$(PY) -m workshop.progress $(if $(FRESH),--fresh)
 
 hint: $(INSTALLED) ## [N] a hint for step N, one more each time (AGAIN=1 starts over)
 	$(need-step)

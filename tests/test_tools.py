@@ -122,7 +122,11 @@ def test_progress_solve_and_reset_on_a_fresh_clone(clone):
     rows = progress_rows(after_solve.stdout)
     assert re.search(r"\b(\d+) of \1\s+passed$", rows[3]), f"after make solve 3: {rows[3]!r}\n{after_solve.output}"
     assert all(rows[number].endswith("not yet") for number in (1, 2, 4, 5, 6, 7)), after_solve.output
+    assert "not rerun" not in after_solve.stdout, after_solve.output
     print(f"progress with step 3 solved: {time.monotonic() - started:.1f} s")
+    again = make(clone, "progress")
+    assert progress_rows(again.stdout)[3] == rows[3], again.output
+    assert "(not rerun: step 3, unchanged since passing;" in again.stdout, again.output
 
     reset = make(clone, "reset", "3")
     assert reset.returncode == 0, reset.output
@@ -130,7 +134,24 @@ def test_progress_solve_and_reset_on_a_fresh_clone(clone):
     first, second = backups(clone, 3)
     assert second != backup and f"Saved your steps/step3 in {second.relative_to(clone)}/" in reset.stdout
     assert (second / "app.py").read_text() == (clone / "solutions/step3/app.py").read_text()
+    after_reset = make(clone, "progress")
+    assert progress_rows(after_reset.stdout)[3].endswith("not yet"), f"a changed step runs again:\n{after_reset.output}"
     assert ignored_by_git(clone), run(["git", "status", "--porcelain"], clone).stdout
+
+
+def test_progress_reports_a_step_whose_checks_hang_and_stops_them(clone):
+    with (clone / "steps/step2/test_step2.py").open("a") as checks:
+        checks.write("\n\ndef test_that_hangs(server):\n    import time\n    time.sleep(3600)\n")
+    progress = make(clone, "progress", env={"PROGRESS_STEP_TIMEOUT_SECONDS": "5"})
+    assert progress.returncode == 0, progress.output
+    row = progress_rows(progress.stdout)[2]
+    assert row.endswith("not yet: the checks did not finish within 5 s; `make check 2` shows which hangs"), row
+    assert len(progress_rows(progress.stdout)) == 7, progress.output
+    left = processes_running_in(clone)
+    for pid in left:  # this test's own leftovers: stop them, then fail
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"still running after the timeout: {left}"
 
 
 def test_reset_brings_back_the_starter_and_keeps_every_file_of_the_learner(clone):
@@ -343,10 +364,12 @@ def wait_until(condition, what: str, timeout: float = 60):
 def test_watch_reruns_the_checks_after_a_change_and_ctrl_c_stops_everything(clone):
     watcher = Watcher(clone, 3)
     try:
-        total = watcher.wait_for(r"\[watch\] step 3: 0 of (\d+) checks pass\.").group(1)
+        first = watcher.wait_for(r"\[watch\] step 3: .*").group(0)
+        assert re.match(r"\[watch\] step 3: 0 of \d+ checks pass\.$", first), "".join(watcher.lines)
         shutil.copy(clone / "solutions/step3/app.py", clone / "steps/step3/app.py")
         watcher.wait_for(r"\[watch\] .* changed: app\.py; running the checks again")
-        watcher.wait_for(rf"\[watch\] step 3: {total} of {total} checks pass\. Step 3 is done!")
+        solved = watcher.wait_for(r"\[watch\] step 3: .*").group(0)
+        assert re.match(r"\[watch\] step 3: (\d+) of \1 checks pass\. Step 3 is done!", solved), "".join(watcher.lines)
         # Ctrl-C while the checks run (servers up): everything the watcher started must stop with it.
         (clone / "steps/step3/notes.txt").write_text("a new file is a change too\n")
         watcher.wait_for(r"changed: notes\.txt")

@@ -1,12 +1,25 @@
 """How far the learner is: every step's checks, run at once, as one table.  `make progress`
 
-Each step's checks run in their own pytest against the learner's steps/stepN, all seven at the same time:
-most of a check's time is spent waiting for a server, not computing, so two cores run them side by side.
-A check that fails usually fails by waiting in vain for a message, so the runs here wait a short time
-(PROGRESS_WAIT_SECONDS) for each event; `make check N` grades one step with the patient default.
+    python -m workshop.progress            # the table, and the next step to do
+    python -m workshop.progress --fresh    # rerun even the steps that passed and have not changed since
+
+Fast enough to run after every edit:
+- Each step's checks run in their own pytest against the learner's steps/stepN, all seven at the same time:
+  most of a check's time is spent waiting for a server, not computing.
+- A failing check usually fails by waiting in vain for a message, so these runs wait a short time
+  (PROGRESS_WAIT_SECONDS) for each event; `make check N` grades one step with the patient default. A step
+  with browser checks keeps the default wait (a browser on a busy laptop needs it), and
+  workshop/progress_plugin.py runs those checks only once the step's other checks pass.
+- A step that passed is not rerun while nothing it depends on has changed (its folder, the workshop's
+  code, the pins, the Python): its result is kept in .workshop-state/progress.json.
 """
 
+import argparse
+import contextlib
+import hashlib
+import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +34,12 @@ from workshop.steps import ROOT, STEPS, Step
 # Long enough for a passing check on a busy two-core laptop running all seven steps at once; short enough
 # that the untouched starters' failing waits stay quick. A CHECK_WAIT_SECONDS the learner set wins.
 PROGRESS_WAIT_SECONDS = os.environ.get("CHECK_WAIT_SECONDS", "1")
+STATE_FILE = ROOT / ".workshop-state" / "progress.json"
+# A step's checks that take longer than this hang (the slowest step takes about 20 s on a busy laptop):
+# the table must still appear, with that step marked.
+STEP_TIMEOUT_SECONDS = float(os.environ.get("PROGRESS_STEP_TIMEOUT_SECONDS", "120"))
+# Set in the environment of each run of the checks, and so inherited by every server the checks start.
+RUN_MARKER = "WORKSHOP_CHECKS_RUN"
 
 
 @dataclass
@@ -30,12 +49,14 @@ class CheckResults:
     step: Step
     passed: int = 0
     total: int = 0
-    failed: list[str] = field(default_factory=list)  # names of the checks that did not pass
+    failed: list[str] = field(default_factory=list)  # names of the checks that failed
+    skipped: int = 0  # browser checks not run yet, or not runnable here (no Chromium)
     problem: str = ""  # set when pytest could not run the checks at all
+    from_earlier_run: bool = False  # passed before, and nothing has changed since
 
     @property
     def done(self) -> bool:
-        return not self.problem and self.total > 0 and self.passed == self.total
+        return not self.problem and not self.failed and self.passed > 0
 
 
 def checks_environment(wait_seconds: str | None = None) -> dict:
@@ -47,9 +68,13 @@ def checks_environment(wait_seconds: str | None = None) -> dict:
 
 def pytest_command(step: Step, report: Path, extra: tuple[str, ...] = ()) -> list[str]:
     return [
-        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={report}",
-        *extra, str(step.starter_dir.relative_to(ROOT)),
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "workshop.progress_plugin",
+        f"--junitxml={report}", *extra, str(step.starter_dir.relative_to(ROOT)),
     ]
+
+
+def has_browser_checks(step: Step) -> bool:
+    return any("workshop.browser" in checks.read_text() for checks in step.starter_dir.glob("test_*.py"))
 
 
 def read_report(step: Step, report: Path, exit_status: int, output: str) -> CheckResults:
@@ -61,23 +86,123 @@ def read_report(step: Step, report: Path, exit_status: int, output: str) -> Chec
         return results
     for case in ElementTree.parse(report).iter("testcase"):
         results.total += 1
-        if any(child.tag in ("failure", "error", "skipped") for child in case):
+        outcomes = {child.tag for child in case}
+        if outcomes & {"failure", "error"}:
             results.failed.append(case.get("name"))
+        elif "skipped" in outcomes:
+            results.skipped += 1
         else:
             results.passed += 1
     return results
 
 
-def run_checks(step: Step, wait_seconds: str | None = PROGRESS_WAIT_SECONDS) -> CheckResults:
+def processes_of_run(run_id: str) -> list[int]:
+    """Live processes that inherited this run's RUN_MARKER: the checks and the servers they started."""
+    marker = f"{RUN_MARKER}={run_id}".encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
+        try:
+            if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append(int(pid))
+        except OSError:
+            continue  # gone meanwhile, or another user's
+    return found
+
+
+def stop_checks(checks: subprocess.Popen, run_id: str) -> None:
+    """Ctrl-C for a run of the checks, which then stop the servers they started; their output is dropped."""
+    if checks.poll() is None:
+        checks.send_signal(signal.SIGINT)
+    try:
+        checks.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        checks.kill()
+        checks.communicate()
+    stop_leftovers(run_id)
+
+
+def stop_leftovers(run_id: str) -> None:
+    """Stop what a run of the checks left behind. A Ctrl-C that lands while a check is still starting its
+    server leaves that server running (the fixture that would stop it never finished)."""
+    for pid in processes_of_run(run_id):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)  # as Ctrl-C would: the server shuts down cleanly
+    deadline = time.monotonic() + 5
+    while (left := processes_of_run(run_id)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def run_id_of(step: Step) -> str:
+    return f"progress-{os.getpid()}-step{step.number}"
+
+
+def run_checks(step: Step) -> CheckResults:
     """Run step's checks quietly and count what passed."""
+    wait_seconds = None if has_browser_checks(step) else PROGRESS_WAIT_SECONDS
+    run_id = run_id_of(step)
     with tempfile.TemporaryDirectory(prefix="workshop-progress-") as scratch:
         report = Path(scratch) / "report.xml"
-        finished = subprocess.run(
-            pytest_command(step, report, ("-q",)), cwd=ROOT, env=checks_environment(wait_seconds),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        checks = subprocess.Popen(
+            pytest_command(step, report, ("-q",)), cwd=ROOT, text=True,
+            env={**checks_environment(wait_seconds), RUN_MARKER: run_id},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
-        return read_report(step, report, finished.returncode, finished.stdout)
+        try:
+            output, _ = checks.communicate(timeout=STEP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            stop_checks(checks, run_id)
+            return CheckResults(step, problem=(
+                f"the checks did not finish within {STEP_TIMEOUT_SECONDS:g} s; `make check {step.number}` shows which hangs"
+            ))
+        return read_report(step, report, checks.returncode, output)
 
+
+# --- results kept from earlier runs -------------------------------------------------------------------------------
+
+def fingerprint(step: Step) -> str:
+    """Changes whenever anything the step's checks depend on changes."""
+    digest = hashlib.sha256(sys.version.encode())
+    inputs = [*step.starter_dir.rglob("*"), *(ROOT / "workshop").rglob("*.py"),
+              *(ROOT / name for name in ("conftest.py", "pytest.ini", "requirements.txt"))]
+    for path in sorted(inputs):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def kept_passes() -> dict:
+    try:
+        return json.loads(STATE_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def keep_passes(results: list[CheckResults], fingerprints: dict[int, str]) -> None:
+    kept = {
+        str(result.step.number): {"fingerprint": fingerprints[result.step.number], "passed": result.passed,
+                                  "total": result.total, "skipped": result.skipped}
+        for result in results if result.done
+    }
+    STATE_FILE.parent.mkdir(exist_ok=True)
+    # Written whole and renamed into place: a second `make progress` running meanwhile never reads half a file.
+    partial = STATE_FILE.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
+    os.replace(partial, STATE_FILE)
+
+
+def step_results(step: Step, fingerprints: dict[int, str], kept: dict) -> CheckResults:
+    earlier = kept.get(str(step.number))
+    if earlier and earlier["fingerprint"] == fingerprints[step.number]:
+        return CheckResults(
+            step, earlier["passed"], earlier["total"], skipped=earlier["skipped"], from_earlier_run=True
+        )
+    return run_checks(step)
+
+
+# --- the report -----------------------------------------------------------------------------------------------------
 
 def table(results: list[CheckResults]) -> str:
     title_width = max(len(result.step.title) for result in results)
@@ -85,6 +210,8 @@ def table(results: list[CheckResults]) -> str:
     for result in results:
         counted = f"{result.passed} of {result.total}" if not result.problem else "-"
         status = "passed" if result.done else "not yet"
+        if result.done and result.skipped:
+            status += f" ({result.skipped} skipped: make check {result.step.number} says why)"
         if result.problem:
             status += f": {result.problem}"
         lines.append(f"  {result.step.number:>4}  {result.step.title:{title_width}}  {counted:>14}  {status}")
@@ -104,16 +231,34 @@ def next_step_advice(results: list[CheckResults]) -> str:
     )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fresh", action="store_true", help="rerun every step, even those unchanged since passing")
+    args = parser.parse_args(argv)
+
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=len(STEPS)) as pool:
-        results = list(pool.map(run_checks, STEPS))
+    fingerprints = {step.number: fingerprint(step) for step in STEPS}
+    kept = {} if args.fresh else kept_passes()
+    try:
+        with ThreadPoolExecutor(max_workers=len(STEPS)) as pool:
+            results = list(pool.map(lambda step: step_results(step, fingerprints, kept), STEPS))
+    except KeyboardInterrupt:
+        # The checks had the Ctrl-C too (same terminal), and the pool has waited for them to stop.
+        for step in STEPS:
+            stop_leftovers(run_id_of(step))
+        print("\nStopped: no table this time.")
+        return 130
+    keep_passes(results, fingerprints)
     seconds = time.monotonic() - started
+
     print(table(results))
     print()
     print(next_step_advice(results))
     print(f"\n(checked in {seconds:.1f} s, waiting at most {PROGRESS_WAIT_SECONDS} s for each event; "
           "`make check N` waits longer)")
+    unchanged = [str(result.step.number) for result in results if result.from_earlier_run]
+    if unchanged:
+        print(f"(not rerun: step {', '.join(unchanged)}, unchanged since passing; `make progress FRESH=1` reruns all)")
     return 0
 
 

@@ -3,24 +3,21 @@
 Changes are found by polling the files' modification times and sizes twice a second, not by filesystem
 events: polling works everywhere, including WSL's /mnt/c and network mounts, where events never arrive.
 The checks run in their own process group, so Ctrl-C in the terminal reaches only this watcher, which
-then interrupts them itself: pytest stops the servers it started, and nothing is printed but one line.
+then interrupts them itself (workshop.progress.stop_checks): pytest stops the servers it started, and
+nothing is printed but one line.
 """
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from workshop.progress import CheckResults, checks_environment, pytest_command, read_report
+from workshop.progress import RUN_MARKER, CheckResults, checks_environment, pytest_command, read_report, stop_checks
 from workshop.steps import ROOT, STEPS, Step, step
 
 POLL_SECONDS = 0.5
-# Set in the environment of each run of the checks, and so inherited by every server they start.
-RUN_MARKER = "WORKSHOP_WATCH_RUN"
 
 
 def is_editor_scratch(name: str) -> bool:
@@ -62,47 +59,10 @@ def wait_for_change(folder: Path, last: dict) -> dict:
                 current = settled
 
 
-def processes_of_run(run_id: str) -> list[int]:
-    """Live processes that inherited this run's RUN_MARKER: the checks and the servers they started."""
-    marker = f"{RUN_MARKER}={run_id}".encode()
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
-        try:
-            if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                found.append(int(pid))
-        except OSError:
-            continue  # gone meanwhile, or another user's
-    return found
-
-
-def interrupt(checks: subprocess.Popen, run_id: str) -> None:
-    """Ctrl-C for the checks, which then stop the servers they started; their remaining output is dropped.
-
-    A Ctrl-C that lands while a check is still starting its server leaves that server running (the
-    fixture that would stop it never finished), so whatever carries this run's marker is stopped too.
-    """
-    if checks.poll() is None:
-        os.killpg(checks.pid, signal.SIGINT)
-    try:
-        checks.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(checks.pid, signal.SIGKILL)
-        checks.communicate()
-    for pid in processes_of_run(run_id):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)  # as Ctrl-C would: the server shuts down cleanly
-    deadline = time.monotonic() + 5
-    while (left := processes_of_run(run_id)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for pid in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
 def run_checks_showing_output(the_step: Step) -> CheckResults:
     """pytest steps/stepN, its output passed on line by line, and its results counted."""
     colour = ("--color=yes",) if sys.stdout.isatty() else ()
-    run_id = f"{os.getpid()}-{time.monotonic_ns()}"
+    run_id = f"watch-{os.getpid()}-{time.monotonic_ns()}"
     environment = {**checks_environment(), "PYTHONUNBUFFERED": "1", RUN_MARKER: run_id}
     with tempfile.TemporaryDirectory(prefix="workshop-watch-") as scratch:
         report = Path(scratch) / "report.xml"
@@ -118,7 +78,7 @@ def run_checks_showing_output(the_step: Step) -> CheckResults:
                 last_lines = [*last_lines[-4:], line]
             checks.wait()
         except KeyboardInterrupt:
-            interrupt(checks, run_id)
+            stop_checks(checks, run_id)
             raise
         return read_report(the_step, report, checks.returncode, "".join(last_lines))
 
