@@ -100,3 +100,14 @@ doctor: ## check this machine: Python, .venv, pins, ports 8000 and 8001, browser
 watch: $(INSTALLED) ## [N] rerun step N's checks each time you save a file in steps/stepN (Ctrl-C stops)
 	$(need-step)
 	@$(PY) -m workshop.watch $(N)
+
+# Instructor tools: workshop/demo.py, workshop/bots.py and bench/ (its results: docs/performance.md).
+.PHONY: demo bots bench
+demo: $(INSTALLED) ## the finished chat for a room: all interfaces, prints the addresses to open and who is in (PORT=)
+	@$(PY) -m workshop.demo --port $(PORT)
+
+bots: $(INSTALLED) ## N simulated participants (N=30 unless said) join the chat on PORT and talk at a human pace
+	@$(PY) -m workshop.bots --count $(or $(N),30) --url http://127.0.0.1:$(PORT)
+
+bench: $(INSTALLED) ## N participants (N=1000 unless said) on the finished chat and a reference server, in one run
+	@$(PY) bench/run.py --participants $(or $(N),1000)
