@@ -285,6 +285,12 @@ def test_doctor_fails_with_a_clear_line_when_the_chat_port_is_busy(clone, busy_p
     assert "PORT=" in doctor.stdout and "block the workshop" in doctor.stdout, doctor.output
 
 
+def test_doctor_only_warns_without_a_browser(clone):
+    doctor = make(clone, "doctor", f"PORT={free_port()}", env={"CHROMIUM": str(clone / "no-such-browser")})
+    assert doctor.returncode == 0, doctor.output
+    assert "WARN  CHROMIUM=" in doctor.stdout and "the browser checks cannot run" in doctor.stdout, doctor.output
+
+
 def test_doctor_only_warns_when_the_guide_port_is_busy(clone, busy_port):
     doctor = run(
         [sys.executable, "-m", "workshop.doctor", "--port", str(free_port()), "--guide-port", str(busy_port)], clone

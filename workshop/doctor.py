@@ -27,8 +27,9 @@ MINIMUM_PYTHON = (3, 12)
 # The packages the chat and its checks run on: a different version of one of these can change behaviour
 # the checks rely on. Any other pin that differs is only a warning.
 ESSENTIAL_PACKAGES = ("cello-framework", "websockets", "pytest")
-# The same order as the browser checks (workshop/browser.py): the system's Chromium, then Playwright's download.
-SYSTEM_CHROMIUM = ("/usr/bin/chromium", "chromium", "chromium-browser")
+# The browser checks' own search (workshop/browser.py's find_chromium): CHROMIUM=, then these on PATH, then
+# Playwright's download. Repeated here because that module needs pytest and Playwright to import.
+SYSTEM_CHROMIUM = ("chromium-headless-shell", "chromium", "chromium-browser")
 
 
 @dataclass
@@ -148,7 +149,9 @@ def check_port(port: int, purpose: str, blocking: bool, other_ports: tuple[int, 
 
 
 def find_browser() -> str | None:
-    """Chromium for the browser checks: the system's, or one Playwright downloaded."""
+    """Chromium for the browser checks: the one CHROMIUM names, the system's, or one Playwright downloaded."""
+    if os.environ.get("CHROMIUM"):
+        return os.environ["CHROMIUM"] if os.access(os.environ["CHROMIUM"], os.X_OK) else None
     for candidate in SYSTEM_CHROMIUM:
         found = shutil.which(candidate)
         if found:
@@ -166,9 +169,12 @@ def check_browser() -> Finding:
     browser = find_browser()
     if browser:
         return Finding("ok", f"a browser for the browser checks: {browser}")
+    if os.environ.get("CHROMIUM"):
+        return Finding("WARN", f"CHROMIUM={os.environ['CHROMIUM']} is not a program: the browser checks cannot run",
+                       "point CHROMIUM at a Chromium or Chrome executable, or unset it")
     return Finding(
-        "WARN", "no Chromium found (/usr/bin/chromium or Playwright's): the browser checks cannot run",
-        "install it: sudo apt install chromium (Debian, Ubuntu, WSL), or: .venv/bin/playwright install chromium",
+        "WARN", "no Chromium found (chromium on PATH, or Playwright's): the browser checks will be skipped",
+        "sudo apt-get install chromium (Debian, Ubuntu, WSL), or: .venv/bin/python -m playwright install chromium",
     )
 
 

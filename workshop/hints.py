@@ -9,11 +9,12 @@ The texts live in workshop/hints.toml. How many of each step's hints the learner
 
 import argparse
 import json
+import re
 import sys
 import tomllib
 from pathlib import Path
 
-from workshop.steps import ROOT, step
+from workshop.steps import ROOT, guide_link, step
 
 HINTS_FILE = Path(__file__).with_name("hints.toml")
 STATE_FILE = ROOT / ".workshop-state" / "hints.json"
@@ -39,8 +40,10 @@ def remember(number: int, count: int) -> None:
     STATE_FILE.write_text(json.dumps(seen, indent=2, sort_keys=True) + "\n")
 
 
-def indent(text: str) -> str:
-    return "\n".join("    " + line if line else "" for line in text.splitlines())
+def formatted(hint: str) -> str:
+    """The hint indented, its "Read: docs/stepN.md#section" lines also giving the served guide's address."""
+    hint = re.sub(r"^Read: docs/(\S+)$", lambda found: f"Read: {guide_link(found.group(1))}", hint, flags=re.MULTILINE)
+    return "\n".join("    " + line if line else "" for line in hint.splitlines())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for index, hint in enumerate(hints[:shown], start=1):
         new = " (new)" if index > before else ""
-        print(f"Step {args.number}, hint {index} of {len(hints)}{new}:\n\n{indent(hint)}\n")
+        print(f"Step {args.number}, hint {index} of {len(hints)}{new}:\n\n{formatted(hint)}\n")
     if shown < len(hints):
         print(f"Still stuck? `make hint {args.number}` again gives the next one.")
     else:
