@@ -167,7 +167,10 @@ def test_reset_brings_back_the_starter_and_keeps_every_file_of_the_learner(clone
     assert "origin/main" in reset.stdout, f"reset should say where the starter came from:\n{reset.output}"
 
 
-def test_reset_ignores_work_the_learner_committed(clone):
+@pytest.mark.parametrize("branch", ["main", "a branch of their own"])
+def test_reset_ignores_work_the_learner_committed(clone, branch):
+    if branch != "main":  # a new branch has no upstream: origin/HEAD then tells where the workshop is
+        assert run(["git", "switch", "-q", "-c", "my-work"], clone).returncode == 0
     (clone / "steps/step4/app.py").write_text("# committed work in progress\n")
     assert run([*GIT_AS_LEARNER, "commit", "-q", "-am", "my step 4 so far"], clone).returncode == 0
     reset = make(clone, "reset", "4")
@@ -175,6 +178,7 @@ def test_reset_ignores_work_the_learner_committed(clone):
     assert (clone / "steps/step4/app.py").read_text() == committed(clone, "steps/step4/app.py"), (
         f"reset must hand out the upstream starter, not the learner's own commit:\n{reset.output}"
     )
+    assert "origin/main" in reset.stdout, reset.output
     assert (backups(clone, 4)[0] / "app.py").read_text() == "# committed work in progress\n"
 
 
