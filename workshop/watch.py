@@ -60,7 +60,7 @@ def wait_for_change(folder: Path, last: dict) -> dict:
 
 
 def run_checks_showing_output(the_step: Step) -> CheckResults:
-    """pytest steps/stepN, its output passed on line by line, and its results counted."""
+    """pytest steps/stepN, its output passed on as it comes (each check's dot too), and its results counted."""
     colour = ("--color=yes",) if sys.stdout.isatty() else ()
     run_id = f"watch-{os.getpid()}-{time.monotonic_ns()}"
     environment = {**checks_environment(), "PYTHONUNBUFFERED": "1", RUN_MARKER: run_id}
@@ -68,19 +68,19 @@ def run_checks_showing_output(the_step: Step) -> CheckResults:
         report = Path(scratch) / "report.xml"
         checks = subprocess.Popen(
             pytest_command(the_step, report, ("-q", *colour)), cwd=ROOT, env=environment,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        last_lines = []
+        tail = b""  # the end of the output, to explain a run that could not even start
         try:
-            for line in checks.stdout:
-                sys.stdout.write(line)
+            while chunk := os.read(checks.stdout.fileno(), 4096):
+                sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()
-                last_lines = [*last_lines[-4:], line]
+                tail = (tail + chunk)[-2000:]
             checks.wait()
         except KeyboardInterrupt:
             stop_checks(checks, run_id)
             raise
-        return read_report(the_step, report, checks.returncode, "".join(last_lines))
+        return read_report(the_step, report, checks.returncode, tail.decode(errors="replace"))
 
 
 def summary(results: CheckResults) -> str:
