@@ -63,7 +63,8 @@ check: $(INSTALLED) ## [N] self-grade your step N (same as pytest steps/stepN)
 	@$(PY) -m pytest steps/step$(N)
 
 test: $(INSTALLED) ## run the repository's whole test suite (what CI runs)
-	@$(PY) -m pytest tests
+	@# The checks start `make step N` themselves: they must not inherit this make's jobserver and level.
+	@env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $(PY) -m pytest tests
 
 .PHONY: docs docs-build
 docs: $(INSTALLED) ## serve the guide at http://127.0.0.1:8001 (live reload; Ctrl-C stops it)
