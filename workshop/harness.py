@@ -7,6 +7,7 @@ and plain HTTP. Every wait is a wait for an event (a message, an open port) with
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from workshop.ports import free_port
 from workshop.steps import ROOT
 
 STARTUP_SECONDS = 15
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 # How long a check waits for an event. Generous for a loaded laptop; the repository checks lower it where
 # they expect the wait to fail (an unfinished starter), to keep `make test` fast.
 WAIT_SECONDS = float(os.environ.get("CHECK_WAIT_SECONDS", "3"))
@@ -109,7 +111,8 @@ class ChatServer:
         return Path(self._log.name).read_text(errors="replace")
 
     def output_tail(self, lines: int = 15) -> str:
-        return "\n".join("    " + line for line in self.output().splitlines()[-lines:])
+        plain = ANSI_ESCAPE.sub("", self.output())  # Cello's banner is coloured for a terminal
+        return "\n".join("    " + line for line in plain.splitlines()[-lines:])
 
     def stop(self) -> None:
         self.close_clients()
@@ -139,7 +142,12 @@ def start_server(app_dir: Path, env: dict | None = None, direct: bool = False, p
         command = [sys.executable, str(app_dir / "app.py"), "--host", "127.0.0.1", "--port", "{port}"]
     else:
         command = [sys.executable, "-m", "workshop.serve", str(app_dir), "--host", "127.0.0.1", "--port", "{port}"]
-    return ChatServer(app_dir, command, env, port).wait_until_accepting()
+    server = ChatServer(app_dir, command, env, port)
+    try:
+        return server.wait_until_accepting()
+    except BaseException:  # a Ctrl-C during the wait too: never leave a server behind
+        server.stop()
+        raise
 
 
 def describe(messages: list) -> str:
