@@ -17,11 +17,13 @@ import os
 import struct
 import sys
 import time
+import zlib
 
 PROBE = b"bench:p:"   # latency probes: bench:p:<probe id>
 FLOOD = b"bench:f:"   # throughput messages: bench:f:<worker>.<conn>.<seq>
 
 PING = b'{"type": "ping"'
+COMPRESSION_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
 PONG = '{"type": "pong"}'
 
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
@@ -54,6 +56,8 @@ class Participant(asyncio.BufferedProtocol):
         self.handshaken = asyncio.get_running_loop().create_future()
         self.closed = False
         self.buffer = b""
+        self.inflater = None       # set when the server compresses its messages (permessage-deflate)
+        self.fresh_inflater = False  # server_no_context_takeover: a new inflater for each message
         self.in_flight = 0         # flood messages sent and not yet seen back
         self.sent_ns = {}          # flood seq -> send time, for the sender's own round trips
         self.seq = 0
@@ -90,6 +94,11 @@ class Participant(asyncio.BufferedProtocol):
                 self.handshaken.set_exception(ConnectionError(status.decode(errors="replace")))
                 self.transport.close()
                 return
+            extensions = [line for line in buffer[:end].lower().split(b"\r\n")
+                          if line.startswith(b"sec-websocket-extensions:")]
+            if extensions and b"permessage-deflate" in extensions[0]:
+                self.inflater = zlib.decompressobj(-15)
+                self.fresh_inflater = b"server_no_context_takeover" in extensions[0]
             self.handshaken.set_result(True)
             self.worker.live += 1
             buffer = buffer[end + 4:]
@@ -113,6 +122,10 @@ class Participant(asyncio.BufferedProtocol):
             position = start + length
             opcode = first & 0x0F
             if opcode == OP_TEXT:
+                if first & 0x40:  # RSV1: a compressed message (RFC 7692)
+                    if self.fresh_inflater:
+                        self.inflater = zlib.decompressobj(-15)
+                    payload = self.inflater.decompress(payload + b"\x00\x00\xff\xff")
                 self.worker.on_text(self, payload)
             elif opcode == OP_PING:
                 self.transport.write(client_frame(OP_PONG, payload))
@@ -163,7 +176,7 @@ class Worker:
                     self.send_flood(participant)
 
     # -- commands -----------------------------------------------------------------
-    async def connect(self, host, port, path, count, concurrency):
+    async def connect(self, host, port, path, count, concurrency, offer_compression):
         loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(concurrency)
         failures = []
@@ -177,7 +190,9 @@ class Worker:
                     participant.transport.write(
                         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                        "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+                        "Sec-WebSocket-Version: 13\r\n"
+                        # What every browser offers; a server may accept it (and compress) or not.
+                        f"{COMPRESSION_OFFER if offer_compression else ''}\r\n".encode())
                     await asyncio.wait_for(participant.handshaken, 30)
                     return participant
                 except (OSError, ConnectionError, asyncio.TimeoutError) as error:

@@ -83,9 +83,8 @@ async def chat(connection):
 
 
 async def main(host, port):
-    # compression=None: the bench's clients never negotiate it, and the finished
-    # app does not compress either.
-    async with serve(chat, host, port, process_request=users_endpoint, compression=None) as server:
+    # The library's defaults, compression included: it compresses for clients that ask, as browsers do.
+    async with serve(chat, host, port, process_request=users_endpoint) as server:
         await server.serve_forever()
 
 

@@ -86,6 +86,13 @@ def cpu_seconds(pid):
     return total
 
 
+def machine_busy():
+    """(busy, total) CPU time of the whole machine so far, in clock ticks (/proc/stat)."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
 def unread_bytes(server_port):
     """Bytes that reached the participants' sockets but were not read yet, summed over all of them."""
     total = 0
@@ -98,23 +105,25 @@ def unread_bytes(server_port):
     return total
 
 
-class UnreadSampler(threading.Thread):
-    """Samples unread_bytes() five times a second while a phase runs."""
+class WindowSampler(threading.Thread):
+    """During [start, end) (monotonic ns): the server's CPU seconds, and unread_bytes() five times a second."""
 
-    def __init__(self, server_port):
+    def __init__(self, server, start_ns, end_ns):
         super().__init__(daemon=True)
-        self.server_port = server_port
-        self.samples = []
-        self.done = threading.Event()
+        self.server, self.start_ns, self.end_ns = server, start_ns, end_ns
+        self.unread = []
+        self.server_cpu = 0.0
+        self.machine_busy_pct = 0.0
 
     def run(self):
-        while not self.done.wait(0.2):
-            self.samples.append(unread_bytes(self.server_port))
-
-    def stop(self):
-        self.done.set()
-        self.join()
-        return self.samples
+        time.sleep(max(self.start_ns - time.monotonic_ns(), 0) / 1e9)
+        cpu_before, (busy_before, total_before) = cpu_seconds(self.server.process.pid), machine_busy()
+        while time.monotonic_ns() < self.end_ns:
+            time.sleep(min(0.2, max(self.end_ns - time.monotonic_ns(), 0) / 1e9))
+            self.unread.append(unread_bytes(self.server.port))
+        self.server_cpu = cpu_seconds(self.server.process.pid) - cpu_before
+        busy, total = machine_busy()
+        self.machine_busy_pct = 100 * (busy - busy_before) / max(total - total_before, 1)
 
 
 # --- the processes -----------------------------------------------------------------------------------
@@ -224,12 +233,13 @@ def measure(server, args):
     try:
         started = time.monotonic()
         replies = loadgens.ask([{"cmd": "connect", "host": "127.0.0.1", "port": server.port, "path": args.path,
-                                 "count": share, "concurrency": 64} for share in shares], timeout=120)
+                                 "count": share, "concurrency": 64, "offer_compression": not args.plain_clients}
+                                for share in shares], timeout=120)
         connected = [r["connected"] for r in replies]
         figures["connected"] = sum(connected)
         figures["connect_errors"] = sorted({error for r in replies for error in r["errors"]})
-        # N joins make N*N/2 announcements; allow for a slow server (20,000 deliveries/s).
-        join_storm = max(60.0, args.participants ** 2 / 2 / 20000)
+        # N joins make N*N/2 announcements; allow for a slow server (10,000 deliveries/s).
+        join_storm = max(60.0, args.participants ** 2 / 2 / 10000)
         # A participant is in the room once its handler has registered it, a little after the handshake.
         deadline = time.monotonic() + join_storm
         while server.users()["count"] < figures["connected"] and time.monotonic() < deadline:
@@ -254,17 +264,17 @@ def measure(server, args):
 
         senders = [random.sample(range(count), min(count, args.senders // workers)) for count in connected]
         start_ns = time.monotonic_ns() + int(0.3e9)
-        cpu_before = cpu_seconds(server.process.pid)
-        sampler = UnreadSampler(server.port)
+        sampler = WindowSampler(server, start_ns, start_ns + int(args.flood_seconds * 1e9))
         sampler.start()
         replies = loadgens.ask([{"cmd": "flood", "senders": chosen, "start_ns": start_ns,
                                  "duration": args.flood_seconds, "window": args.window,
                                  "interval": 1 / args.sender_rate} for chosen in senders],
                                timeout=args.flood_seconds + 30)
-        figures["server_cpu_pct"] = 100 * (cpu_seconds(server.process.pid) - cpu_before) / (args.flood_seconds + 0.3)
-        unread = sampler.stop()
-        figures["unread_kib_mean"] = statistics.mean(unread) / 1024 if unread else 0.0
-        figures["unread_kib_max"] = max(unread) / 1024 if unread else 0.0
+        sampler.join()
+        figures["server_cpu_pct"] = 100 * sampler.server_cpu / args.flood_seconds
+        figures["machine_busy_pct"] = sampler.machine_busy_pct
+        figures["unread_kib_mean"] = statistics.mean(sampler.unread) / 1024 if sampler.unread else 0.0
+        figures["unread_kib_max"] = max(sampler.unread) / 1024 if sampler.unread else 0.0
         figures["deliveries_per_s"] = sum(r["deliveries"] for r in replies) / args.flood_seconds
         figures["messages_per_s"] = sum(r["sent"] for r in replies) / args.flood_seconds
         trips = [r["round_trip_ms_p50"] for r in replies if r["round_trip_ms_p50"] is not None]
@@ -314,7 +324,8 @@ def print_report(results, args, load_before):
               f"GET /users counted {figures['users_count']}; {figures['probes_complete']} of {args.probes} probes "
               f"reached everyone; {figures['live_after_flood']} still connected after the chat phase.")
         print(f"   chat phase: {figures['messages_per_s']:,.0f} messages/s broadcast, a sender's own message back in "
-              f"{figures['sender_round_trip_p50_ms'] or 0:,.0f} ms (p50); server CPU {figures['server_cpu_pct']:.0f}%; "
+              f"{figures['sender_round_trip_p50_ms'] or 0:,.0f} ms (p50); server CPU {figures['server_cpu_pct']:.0f}% "
+              f"(the whole machine: {figures['machine_busy_pct']:.0f}% of its {os.cpu_count()} CPUs busy); "
               f"load generators CPU {figures['loadgen_cpu_pct']}%; bytes unread in the participants' sockets: "
               f"mean {figures['unread_kib_mean']:,.1f} KiB, max {figures['unread_kib_max']:,.1f} KiB in all.")
         if figures["connect_errors"]:
@@ -332,6 +343,8 @@ def main():
     parser.add_argument("--sender-rate", type=float, default=4.0,
                         help="messages/s per sender, under the app's limit of 5 (default 4)")
     parser.add_argument("--window", type=int, default=2, help="messages in flight per sender (default 2)")
+    parser.add_argument("--plain-clients", action="store_true",
+                        help="clients that do not offer permessage-deflate (browsers do; see docs/performance.md)")
     parser.add_argument("--app", default="solutions/step7", help="folder of the finished app (default solutions/step7)")
     parser.add_argument("--path", default="/ws/chat")
     parser.add_argument("--server", action="append", metavar="LABEL=COMMAND",
