@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from workshop.ports import free_port, port_is_free
+from workshop.ports import GUIDE_PORT, free_port, port_is_free, suggest_port
 from workshop.steps import ROOT, STEPS
 
 
@@ -90,3 +90,7 @@ def test_make_help_lists_every_target_with_a_description():
     listed = subprocess.run(["make", "--no-print-directory", "help"], cwd=ROOT, capture_output=True, text=True).stdout
     described = set(re.findall(r"^  make ([a-z-]+)", listed, re.MULTILINE))
     assert targets == described, f"targets without a help line: {targets - described}"
+
+
+def test_a_busy_chat_port_never_suggests_the_guides_port():
+    assert suggest_port(GUIDE_PORT - 1, "127.0.0.1") != GUIDE_PORT

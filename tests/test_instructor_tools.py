@@ -63,7 +63,7 @@ def test_make_demo_refuses_a_busy_port_and_names_who_holds_it():
         refused = subprocess.run(["make", "--no-print-directory", "demo", f"PORT={port}"],
                                  cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0
-    assert f"Port {port}" in refused.stderr and f"PORT={port + 1} make demo" in refused.stderr, refused.stderr
+    assert f"Port {port}" in refused.stderr and re.search(r"PORT=\d+ make demo", refused.stderr), refused.stderr
     assert "held by pid" in refused.stderr, refused.stderr
 
 

@@ -10,6 +10,8 @@ import os
 import socket
 from pathlib import Path
 
+GUIDE_PORT = 8001  # mkdocs.yml's dev_addr
+
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     # A plain bind (no SO_REUSEPORT) fails while any socket listens on the port, even one that shares it.
@@ -70,11 +72,19 @@ def who_listens(port: int) -> str | None:
     return None
 
 
+def suggest_port(busy: int, host: str) -> int:
+    """The next free port after `busy`, never the guide's 8001 (`make docs` wants it in a workshop)."""
+    for candidate in range(busy + 1, busy + 100):
+        if candidate != GUIDE_PORT and port_is_free(candidate, host):
+            return candidate
+    return free_port()
+
+
 def busy_port_message(port: int, host: str) -> str:
     holder = who_listens(port)
     held_by = f" It is held by {holder}." if holder else ""
     return (
         f"Port {port} on {host} is already in use.{held_by}\n"
         f"Cello would start anyway and silently share the port with that server, so half the room would land there.\n"
-        f"Stop the other server (Ctrl-C in its terminal), or pick another port: PORT={port + 1} make ..."
+        f"Stop the other server (Ctrl-C in its terminal), or pick another port: PORT={suggest_port(port, host)} make ..."
     )
