@@ -18,9 +18,8 @@ MAX_BACKLOG messages, has fallen too far behind: their connection is closed and 
 (app.py announces them as left). Everybody else keeps chatting meanwhile, served by the other threads.
 
 Why threads, when step 7's handler is `async def`? A coroutine may not call the blocking `ws.send_text`
-(Cello raises RuntimeError), and awaiting `ws.asend_text` once per participant measured six times slower
-than the blocking call made from a thread: fewer deliveries per second than the reference server
-(docs/performance.md).
+(Cello raises RuntimeError), and awaiting `ws.asend_text` for each participant measured three times slower
+than the blocking call made from a few threads: slower than the reference server (docs/performance.md).
 """
 
 import collections
