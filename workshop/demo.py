@@ -100,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         # Ctrl-C in the terminal reached the server too: it is stopping, and a second Ctrl-C would
-        # interrupt its clean-up (with a traceback). Give it time before stopping it ourselves.
+        # interrupt its clean-up (with a traceback). Give it a moment before stopping it ourselves.
         try:
-            server.wait(5)
+            server.wait(2)
         except subprocess.TimeoutExpired:
             pass
         return 0
