@@ -212,7 +212,9 @@ def test_a_participant_who_vanished_is_announced_as_left(heartbeat):
         while not any(isinstance(m, dict) and m.get("message") == gone for m in alive.received):
             try:
                 message = alive.wait_for(lambda m: m.get("type") in ("ping", "system"), "", deadline - time.monotonic())
-            except AssertionError:
+            except AssertionError as problem:
+                if time.monotonic() < deadline:  # not a timeout: Alive itself was disconnected
+                    raise AssertionError(f"Alive answered every ping with a pong, yet: {problem}") from None
                 raise AssertionError(
                     f"{name} answered none of the pings for {limit:g} s, yet nobody heard \"{gone}\". A vanished "
                     "laptop never closes its connection: count each participant's messages (the page answers every "
@@ -220,9 +222,11 @@ def test_a_participant_who_vanished_is_announced_as_left(heartbeat):
                 ) from None
             if message["type"] == "ping":
                 alive.send_json({"type": "pong"})  # what the page does
-        departures = [m["message"] for m in alive.received if isinstance(m, dict) and "left the chat" in str(m.get("message"))]
-        assert departures == [gone], f"Only {name} should have left, but the room heard: {departures}"
-        assert users(heartbeat) == ["Alive"], f"/users should list only Alive now: {users(heartbeat)}"
+        assert not any(isinstance(m, dict) and m.get("message") == "Alive left the chat" for m in alive.received), (
+            "Alive answered every ping with a pong, yet was taken out of the room."
+        )
+        online = users(heartbeat)
+        assert "Alive" in online and name not in online, f"/users should list Alive and not {name}: {online}"
     finally:
         vanished.close()
         heartbeat.close_clients()
