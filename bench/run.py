@@ -359,6 +359,7 @@ def main():
         raise TimeoutError(f"the bench was still running after {args.time_limit} s")
     signal.signal(signal.SIGALRM, out_of_time)
     signal.alarm(args.time_limit)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))  # so that `finally` stops what we started
 
     if args.server:
         servers = {label: command.replace("{python}", sys.executable).split()
