@@ -6,6 +6,7 @@ guide section explains it. Tracebacks into the harness would only hide that.
 
 import importlib.util
 import itertools
+import signal
 import sys
 from pathlib import Path
 
@@ -27,6 +28,13 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "guide(section): the guide section that explains this check")
+    # Each server runs in its own session (so stop() can end its whole group), which a terminal's Ctrl-C does
+    # not reach. A SIGTERM (a CI timeout, `kill`) becomes a KeyboardInterrupt, so that the fixtures still stop them.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
 
 
 @pytest.fixture(scope="module")
