@@ -84,6 +84,7 @@ BAD_INPUT = {
     "a JSON string": '"hello"',
     "JSON null": "null",
     "a 200 KB message": "z" * 200_000,
+    "JSON nested 5,000 deep": "[" * 5000 + "]" * 5000,  # json.loads raises RecursionError, not a decode error
     "a binary frame": b"\x00\x01binary",
 }
 
