@@ -290,6 +290,13 @@ def eventually(check, what: str, timeout: float = WAIT_SECONDS):
         time.sleep(0.02)
 
 
+def join(connect) -> tuple[ChatClient, str]:
+    """A new participant, and the default name its own "<name> joined the chat" announcement gave it."""
+    client = connect()
+    joined = client.wait_for_system("joined the chat")
+    return client, joined["message"].removesuffix(" joined the chat")
+
+
 def need(module, name: str, hint: str):
     """module.name, or a check failure that says what to write."""
     assert hasattr(module, name), f"app.py has no `{name}` yet. {hint}"

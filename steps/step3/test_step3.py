@@ -9,15 +9,7 @@ import re
 
 import pytest
 
-from workshop.harness import WAIT_SECONDS, eventually
-
-
-def join(connect):
-    """A new participant, and the default name its join announcement gave it."""
-    client = connect()
-    joined = client.wait_for_system("joined the chat")
-    name = joined["message"].removesuffix(" joined the chat")
-    return client, name
+from workshop.harness import WAIT_SECONDS, eventually, join
 
 
 @pytest.mark.guide("step3.md#the-handler")

@@ -4,11 +4,7 @@ import threading
 
 import pytest
 
-
-def join(connect):
-    client = connect()
-    joined = client.wait_for_system("joined the chat")
-    return client, joined["message"].removesuffix(" joined the chat")
+from workshop.harness import join
 
 
 def room(connect, size):

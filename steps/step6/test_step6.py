@@ -2,12 +2,11 @@
 
 import pytest
 
-from workshop.harness import eventually
+from workshop.harness import eventually, join
 
 
 def join_as(connect, name):
-    client = connect()
-    default = client.wait_for_system("joined the chat")["message"].removesuffix(" joined the chat")
+    client, default = join(connect)
     client.rename(name)
     client.wait_for_system(f"{default} is now known as {name}")
     return client
