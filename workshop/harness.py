@@ -267,13 +267,6 @@ class ChatClient:
         self._unread = len(self.received)
         return messages
 
-    def is_open(self) -> bool:
-        try:
-            self.connection.ping().wait(WAIT_SECONDS)
-            return True
-        except Exception:
-            return False
-
     def close(self) -> None:
         self.connection.close()
 
