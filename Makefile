@@ -1,114 +1,93 @@
 # The Cello chat workshop. `make help` lists every target.
 #
-# Targets that take a step number accept it both ways: `make step 4` and `make step N=4`.
+# Every target is an alias of `python -m workshop ...` (workshop/cli.py), which also works
+# without make (Windows: `py -m workshop step 4`). A step or chapter goes after the target,
+# both ways: `make step 4`, `make step room`, `make step N=4`.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 HOST ?= 127.0.0.1
 PORT ?= 8000
-VENV := .venv
-PY := $(VENV)/bin/python
-# Written once the pinned requirements are installed; a newer requirements.txt reinstalls them.
-INSTALLED := $(VENV)/.installed
+export HOST PORT
 
-# The first Python 3.12+ found (python3 first: pyenv's .python-version points it at 3.12).
+# The first Python 3.12+ found (python3 first: pyenv's .python-version points it at 3.12);
+# `python -m workshop` itself says what to install when there is none.
 PYTHON ?= $(shell for candidate in python3 python3.13 python3.12 python; do \
-	$$candidate -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { echo $$candidate; break; }; \
-	done)
+	$$candidate -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && \
+	{ echo $$candidate; break; }; done)
+# .venv's Python once it exists (the command checks its pins), else the one found above.
+VENV_PYTHON := $(wildcard .venv/bin/python)
+WORKSHOP := $(or $(VENV_PYTHON),$(PYTHON),python3) -m workshop
 
-# `make step 4`: the word after a numbered target is its argument, so make must not treat it as a target.
-NUMBERED_TARGETS := step solution check hint reset solve diff watch
-ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(NUMBERED_TARGETS)),)
+# `make step 4`: the word after a target that takes a step is its argument, not a target.
+STEP_TARGETS := step solution check hint reset solve diff watch demo
+ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(STEP_TARGETS)),)
   ifneq ($(word 2,$(MAKECMDGOALS)),)
     N ?= $(word 2,$(MAKECMDGOALS))
     $(eval $(word 2,$(MAKECMDGOALS)):;@:)
   endif
 endif
+# A missing step is reported by the command itself, with the list of steps.
+STEP_ARG = $(or $(N),$(STEP),missing-step)
 
-# Fails with one clear line unless N is a step number.
-need-step = @case "$(N)" in [1-7]) ;; *) echo "make $@ needs a step number from 1 to 7, e.g. make $@ 4 (got '$(N)')" >&2; exit 2;; esac
-
-.PHONY: help setup step solution check test
+.PHONY: help setup step solution check test docs docs-build progress hint reset solve \
+	diff doctor watch demo bots bench
 
 help: ## list every target
-	@echo "Cello chat workshop. Targets (N is a step number, 1 to 7):"
-	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (\[N\] )?(.*)/\1\t\2\t\3/' | \
+	@echo "Cello chat workshop. Targets (N: a step, 1 to 7, or a chapter such as room):"
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | \
+		sed -E 's/^([a-z-]+):.*## (\[N\] )?(.*)/\1\t\2\t\3/' | \
 		awk -F'\t' '{ printf "  make %-18s %s\n", $$1 ($$2 != "" ? " N" : ""), $$3 }'
+	@echo "Without make: python -m workshop --help (Windows: py -m workshop --help)."
 
-setup: $(INSTALLED) ## create .venv with Python 3.12+ and install the pinned dependencies
+setup: ## create .venv with Python 3.12+ and install the pinned packages
+	@$(WORKSHOP) setup
 
-$(INSTALLED): requirements.txt
-	@if [ -z "$(PYTHON)" ]; then \
-		echo "No Python 3.12 or newer found: install one (python.org, your package manager, pyenv or uv), then run make setup PYTHON=/path/to/python3.12" >&2; \
-		exit 1; fi
-	@if [ -x $(PY) ] && ! $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
-		echo "Replacing .venv: it was made with Python $$($(PY) -c 'import platform; print(platform.python_version())')"; \
-		rm -rf $(VENV); fi
-	@test -x $(PY) || { echo "Creating .venv with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
-	@echo "Installing the pinned dependencies (requirements.txt)..."
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	@touch $@
+step: ## [N] run your steps/N at http://127.0.0.1:8000 (PORT=, HOST= change it)
+	@$(WORKSHOP) step $(STEP_ARG)
 
-step: $(INSTALLED) ## [N] run your steps/stepN at http://127.0.0.1:8000 (PORT=, HOST= change it; Ctrl-C stops it)
-	$(need-step)
-	@$(PY) -m workshop.serve steps/step$(N) --host $(HOST) --port $(PORT)
+solution: ## [N] run the finished solutions/N the same way
+	@$(WORKSHOP) solution $(STEP_ARG)
 
-solution: $(INSTALLED) ## [N] run the finished solutions/stepN the same way
-	$(need-step)
-	@$(PY) -m workshop.serve solutions/step$(N) --host $(HOST) --port $(PORT)
+check: ## [N] self-grade your step N (same as pytest steps/N)
+	@$(WORKSHOP) check $(STEP_ARG)
 
-check: $(INSTALLED) ## [N] self-grade your step N (same as pytest steps/stepN)
-	$(need-step)
-	@$(PY) -m pytest steps/step$(N)
+test: ## run the repository's whole test suite (what CI runs)
+	@$(WORKSHOP) test
 
-test: $(INSTALLED) ## run the repository's whole test suite (what CI runs)
-	@# The checks start `make step N` themselves: they must not inherit this make's jobserver and level.
-	@env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $(PY) -m pytest tests
+docs: ## serve the guide at http://127.0.0.1:8001 (live reload; Ctrl-C stops it)
+	@$(WORKSHOP) docs
 
-.PHONY: docs docs-build
-docs: $(INSTALLED) ## serve the guide at http://127.0.0.1:8001 (live reload; Ctrl-C stops it)
-	@NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
+docs-build: ## build the guide into site/, every warning an error (as make test does)
+	@$(WORKSHOP) docs --build
 
-docs-build: $(INSTALLED) ## build the guide into site/ with every warning an error (as make test does)
-	@NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+progress: ## every step: which pass, how many checks, what is next (FRESH=1 reruns all)
+	@$(WORKSHOP) progress $(if $(FRESH),--fresh)
 
-# Learner tools: workshop/progress.py, hints.py (texts in hints.toml), restore.py, diff.py, doctor.py, watch.py.
-.PHONY: progress hint reset solve diff doctor watch
-progress: $(INSTALLED) ## the seven steps: which pass, how many checks, and the next step to do (FRESH=1 reruns all)
-	@$(PY) -m workshop.progress $(if $(FRESH),--fresh)
+hint: ## [N] a hint for step N, one more each time (AGAIN=1 starts over)
+	@$(WORKSHOP) hint $(STEP_ARG) $(if $(AGAIN),--again)
 
-hint: $(INSTALLED) ## [N] a hint for step N, one more each time (AGAIN=1 starts over)
-	$(need-step)
-	@$(PY) -m workshop.hints $(N) $(if $(AGAIN),--again)
+reset: ## [N] put steps/N back to its starter (yours is saved in .backups/ first)
+	@$(WORKSHOP) reset $(STEP_ARG)
 
-reset: $(INSTALLED) ## [N] put steps/stepN back to its starter (your version is saved in .backups/ first)
-	$(need-step)
-	@$(PY) -m workshop.restore reset $(N)
+solve: ## [N] put the finished step into steps/N (yours is saved in .backups/ first)
+	@$(WORKSHOP) solve $(STEP_ARG)
 
-solve: $(INSTALLED) ## [N] put the finished step into steps/stepN (your version is saved in .backups/ first)
-	$(need-step)
-	@$(PY) -m workshop.restore solve $(N)
+diff: ## [N] your steps/N against the finished solutions/N
+	@$(WORKSHOP) diff $(STEP_ARG)
 
-diff: $(INSTALLED) ## [N] your steps/stepN against the finished solutions/stepN
-	$(need-step)
-	@$(PY) -m workshop.diff $(N)
+doctor: ## check this machine: Python, .venv, pins, ports, browser (PORT= another port)
+	@$(WORKSHOP) doctor
 
-# No $(INSTALLED) here: the doctor must also run, and say why, when the set-up itself fails.
-doctor: ## check this machine: Python, .venv, pins, ports 8000 and 8001, browser (PORT= checks another chat port)
-	@$(or $(wildcard $(PY)),$(PYTHON),python3) -m workshop.doctor --port $(PORT)
+watch: ## [N] rerun step N's checks each time you save a file in it (Ctrl-C stops)
+	@$(WORKSHOP) watch $(STEP_ARG)
 
-watch: $(INSTALLED) ## [N] rerun step N's checks each time you save a file in steps/stepN (Ctrl-C stops)
-	$(need-step)
-	@$(PY) -m workshop.watch $(N)
+demo: ## [N] serve a checkpoint (the finished chat unless N) to the room, on all interfaces
+	@$(WORKSHOP) demo $(if $(N)$(STEP),$(STEP_ARG))
 
-# Instructor tools: workshop/demo.py, workshop/bots.py and bench/ (its results: docs/performance.md).
-.PHONY: demo bots bench
-demo: $(INSTALLED) ## the finished chat for a room: all interfaces, prints the addresses to open and who is in (PORT=)
-	@$(PY) -m workshop.demo --port $(PORT)
+bots: ## N simulated participants (N=30 unless said) join the chat on PORT and talk
+	@$(WORKSHOP) bots --count $(or $(N),30) --url http://127.0.0.1:$(PORT)
 
-bots: $(INSTALLED) ## N simulated participants (N=30 unless said) join the chat on PORT and talk at a human pace
-	@$(PY) -m workshop.bots --count $(or $(N),30) --url http://127.0.0.1:$(PORT)
-
-bench: $(INSTALLED) ## N participants (N=1000 unless said) on the finished chat and a reference server, in one run
-	@$(PY) bench/run.py --participants $(or $(N),1000)
+bench: ## N participants (N=1000 unless said) on the finished chat and a reference server
+	@$(WORKSHOP) bench --participants $(or $(N),1000)

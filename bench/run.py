@@ -35,6 +35,9 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the workshop package sits beside bench/
+
+from workshop.steps import finished  # noqa: E402
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -345,7 +348,7 @@ def main():
     parser.add_argument("--window", type=int, default=2, help="messages in flight per sender (default 2)")
     parser.add_argument("--plain-clients", action="store_true",
                         help="clients that do not offer permessage-deflate (browsers do; see docs/performance.md)")
-    parser.add_argument("--app", default="solutions/step7", help="folder of the finished app (default solutions/step7)")
+    parser.add_argument("--app", default=f"solutions/{finished().folder}", help="folder of the finished app")
     parser.add_argument("--path", default="/ws/chat")
     parser.add_argument("--server", action="append", metavar="LABEL=COMMAND",
                         help="measure this server instead ({python} and {port} are filled in); repeatable")

@@ -1,4 +1,4 @@
-"""The finished chat, end to end in a real browser: solutions/step7 run as `python app.py`, used from tabs
+"""The finished chat, end to end in a real browser: the room chapter run as `python app.py`, used from tabs
 of a headless Chromium the way a class would use it (two tabs, a phone, a heartbeat, who is online)."""
 
 import json
@@ -7,13 +7,13 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 
 from workshop.harness import eventually, start_server
-from workshop.steps import step
+from workshop.steps import finished
 
 # The browser fixtures: open_tab, new_browser_context, checkpoint_screenshot (see workshop/browser.py).
 pytest_plugins = ["workshop.browser"]
 
 HEARTBEAT_SECONDS = 0.2  # the app's default is 30 s; short here, so pings arrive while the test watches
-# The app drops a participant silent for max(3 heartbeats, 1 s): 7 pings (1.4 s) take a quiet tab past that.
+# The app drops a participant silent for max(3 heartbeats, 0.6 s): 7 pings (1.4 s) take a quiet tab past that.
 PINGS_PAST_THE_SILENCE_LIMIT = 7
 PHONE = {"viewport": {"width": 375, "height": 667}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 CONVERSATION = [
@@ -31,7 +31,7 @@ CONVERSATION = [
 
 @pytest.fixture(scope="module")
 def app_dir():
-    return step(7).solution_dir
+    return finished().solution_dir
 
 
 @pytest.fixture(scope="module")

@@ -22,14 +22,13 @@ PROBE = 'GUIDE_DRIFT_PROBE = "changed in solutions/step4 only"'
 # The settings whose values the guide's prose states (in words, so no include can keep them in step):
 # (file, constant, the value the guide gives, the pages that give it).
 NUMBERS_IN_THE_PROSE = [
-    ("solutions/step3/app.py", "MAX_NAME_LENGTH", 32, "step3.md"),
-    ("solutions/step3/app.py", "MAX_MESSAGE_LENGTH", 2000, "step3.md"),
+    ("solutions/step3/messages.py", "MAX_NAME_LENGTH", 32, "step3.md"),
+    ("solutions/step3/messages.py", "MAX_MESSAGE_LENGTH", 2000, "step3.md"),
     ("solutions/step7/app.py", "HEARTBEAT_SECONDS", 30, "step5.md, step7.md, disconnects.md, testing-the-chat.md"),
-    ("solutions/step7/app.py", "MESSAGES_PER_SECOND", 5, "step7.md, disconnects.md"),
-    ("solutions/step7/app.py", "MESSAGE_BURST", 10, "step7.md, disconnects.md"),
-    ("solutions/step7/classroom.py", "SEND_TIMEOUT_SECONDS", 5, "step7.md, disconnects.md"),
-    ("solutions/step7/classroom.py", "MAX_BACKLOG", 5000, "step7.md, disconnects.md"),
-    ("solutions/step7/classroom.py", "DELIVERY_THREADS", 4, "step7.md"),
+    ("solutions/step7/app.py", "ROOM_SIZE", 500, "step7.md, room.md"),
+    ("solutions/room/classroom.py", "SEND_TIMEOUT_SECONDS", 5, "room.md, disconnects.md"),
+    ("solutions/room/classroom.py", "MAX_BACKLOG", 5000, "room.md, disconnects.md"),
+    ("solutions/room/classroom.py", "DELIVERY_THREADS", 4, "room.md"),
 ]
 
 
@@ -96,9 +95,9 @@ def site(tmp_path_factory) -> Path:
     return site
 
 
-@pytest.mark.parametrize("step", STEPS, ids=lambda step: f"step{step.number}")
+@pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
 def test_step_page_shows_the_steps_real_files(site, step):
-    page = page_html(site, f"step{step.number}")
+    page = page_html(site, step.folder)
     shown = code_blocks(page)
     for folder in (step.starter_dir, step.solution_dir):
         for path in learner_files(folder):
@@ -144,7 +143,7 @@ def test_changing_a_solution_changes_its_step_page(tmp_path):
     ignore = shutil.ignore_patterns("__pycache__")
     project.mkdir()
     shutil.copy(ROOT / "mkdocs.yml", project / "mkdocs.yml")
-    for folder in ("docs", "steps", "solutions"):
+    for folder in ("docs", "steps", "solutions", "workshop"):
         shutil.copytree(ROOT / folder, project / folder, ignore=ignore)
     solution = project / "solutions" / "step4" / "app.py"
     solution.write_text(solution.read_text(encoding="utf-8") + f"\n{PROBE}\n", encoding="utf-8")

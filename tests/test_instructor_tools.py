@@ -13,7 +13,7 @@ from websockets.sync.client import connect
 
 from workshop.harness import start_server
 from workshop.ports import free_port, port_is_free
-from workshop.steps import ROOT, step
+from workshop.steps import ROOT, finished
 
 
 _printed: dict[int, queue.Queue] = {}
@@ -77,7 +77,7 @@ def listen(watcher, until) -> None:
 
 def test_bots_join_talk_answer_pings_and_leave_on_ctrl_c():
     # A short heartbeat: bots that did not answer pings would be taken out of the room within a second.
-    with start_server(step(7).solution_dir, env={"CHAT_HEARTBEAT_SECONDS": "0.2"}, direct=True) as server:
+    with start_server(finished().solution_dir, env={"CHAT_HEARTBEAT_SECONDS": "0.2"}, direct=True) as server:
         watcher = server.connect()
         bots = subprocess.Popen(
             [sys.executable, "-m", "workshop.bots", "--url", server.url, "--count", "4", "--pace", "0.3", "--arrival", "0.2", "--stay"],
@@ -103,10 +103,10 @@ def test_bots_join_talk_answer_pings_and_leave_on_ctrl_c():
 def test_make_bots_and_make_bench_take_n():
     bots = subprocess.run(["make", "-n", "--no-print-directory", "bots", "N=12", "PORT=8123"],
                           cwd=ROOT, capture_output=True, text=True).stdout
-    assert "workshop.bots --count 12 --url http://127.0.0.1:8123" in bots, bots
+    assert "-m workshop bots --count 12 --url http://127.0.0.1:8123" in bots, bots
     bench = subprocess.run(["make", "-n", "--no-print-directory", "bench", "N=2000"],
                            cwd=ROOT, capture_output=True, text=True).stdout
-    assert "bench/run.py --participants 2000" in bench, bench
+    assert "-m workshop bench --participants 2000" in bench, bench
 
 
 def test_bench_measures_the_finished_chat_and_the_reference_side_by_side():

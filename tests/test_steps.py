@@ -8,55 +8,67 @@
 
 import pytest
 
-from workshop.starters import drift
+from workshop.starters import drift, typed_lines
 from workshop.steps import STEPS
 
 # A starter's own checks are expected to time out; a short wait keeps those runs fast.
 EXPECTED_FAILURE_ENV = {"CHECK_WAIT_SECONDS": "1"}
 
 
-def checks_up_to(number):
-    return [step.starter_dir for step in STEPS[:number]]
+def checks_of(steps):
+    return [step.starter_dir for step in steps]
 
 
-@pytest.mark.parametrize("step", STEPS, ids=lambda step: f"step{step.number}")
+@pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
 def test_solution_passes_its_own_and_all_earlier_checks(step, run_checks):
-    run = run_checks(checks_up_to(step.number), step.solution_dir)
+    run = run_checks(checks_of(step.lineage), step.solution_dir)
     failed = [name for name, outcome in run.outcomes.items() if outcome != "passed"]
+    earlier = ", ".join(s.key for s in step.lineage)
     assert run.exit_status == 0 and run.outcomes and not failed, (
-        f"solutions/step{step.number} should pass the checks of steps 1-{step.number}; not passed: {failed}\n{run.output[-4000:]}"
+        f"solutions/{step.folder} should pass the checks of {earlier}; not passed: {failed}\n"
+        f"{run.output[-4000:]}"
     )
 
 
-@pytest.mark.parametrize("step", STEPS[1:], ids=lambda step: f"step{step.number}")
+@pytest.mark.parametrize("step", STEPS[1:], ids=lambda step: step.folder)
 def test_starter_passes_the_earlier_steps_checks(step, run_checks):
-    run = run_checks(checks_up_to(step.number - 1), step.starter_dir)
+    run = run_checks(checks_of(step.previous.lineage), step.starter_dir)
     assert run.exit_status == 0 and run.outcomes, (
-        f"steps/step{step.number} starts from step {step.number - 1}'s solution, so it should pass the checks "
-        f"of steps 1-{step.number - 1}:\n{run.output[-4000:]}"
+        f"steps/{step.folder} starts from solutions/{step.previous.folder}, so it should pass "
+        f"the checks of {', '.join(s.key for s in step.previous.lineage)}:\n{run.output[-4000:]}"
     )
 
 
-@pytest.mark.parametrize("step", STEPS, ids=lambda step: f"step{step.number}")
+@pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
 def test_starter_fails_every_one_of_its_own_checks_in_plain_words(step, run_checks):
     run = run_checks([step.starter_dir], step.starter_dir, EXPECTED_FAILURE_ENV)
-    assert run.outcomes, f"steps/step{step.number} has no checks:\n{run.output[-2000:]}"
+    assert run.outcomes, f"steps/{step.folder} has no checks:\n{run.output[-2000:]}"
     passing = [name for name, outcome in run.outcomes.items() if outcome == "passed"]
     assert not passing, (
-        f"These checks of step {step.number} pass on the untouched starter, so they cannot tell whether the "
-        f"learner did the step: {passing}"
+        f"These checks of {step.label} pass on the untouched starter, so they cannot tell "
+        f"whether the learner did the step: {passing}"
     )
     failures = run.outcomes.keys()
     assert run.output.count("Check: ") >= len(failures), (
         f"Every failure should start with a plain 'Check: ...' line:\n{run.output[-3000:]}"
     )
-    assert run.output.count(f"Read: docs/step{step.number}.md#") >= len(failures), (
-        f"Every failure should point to a section of docs/step{step.number}.md:\n{run.output[-3000:]}"
+    assert run.output.count(f"Read: {step.guide_page}#") >= len(failures), (
+        f"Every failure should point to a section of {step.guide_page}:\n{run.output[-3000:]}"
     )
     assert "Traceback" not in run.output, f"A failure showed a traceback instead of plain words:\n{run.output[-3000:]}"
 
 
-@pytest.mark.parametrize("step", STEPS, ids=lambda step: f"step{step.number}")
+@pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
 def test_starter_is_the_previous_solution_plus_todo_blocks(step):
     problems = drift(step)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
+def test_a_learner_types_at_most_40_lines(step):
+    """20 minutes each: the non-comment lines a learner adds, handed-out files aside."""
+    typed = typed_lines(step)
+    assert sum(typed.values()) <= 40, (
+        f"{step.label} asks the learner to type {sum(typed.values())} lines ({typed}): at most "
+        "40. Hand out what is not the point of the step, or split it."
+    )

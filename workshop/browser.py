@@ -106,6 +106,7 @@ class ChatTab:
         self.dialogs: list[str] = []  # the text of every alert() the page showed (each is dismissed)
         self.sockets: list = []  # every WebSocket the page opened (Playwright WebSocket objects)
         self.frames: list = []  # every frame the page received on them, in order
+        self.sent: list = []  # every frame the page sent on them, in order
         page.on("pageerror", lambda error: self.script_errors.append(str(error)))
         page.on("dialog", self._dismiss)
         page.on("websocket", self._watch)
@@ -113,6 +114,7 @@ class ChatTab:
     def _watch(self, socket) -> None:
         self.sockets.append(socket)
         socket.on("framereceived", lambda frame: self.frames.append(frame))
+        socket.on("framesent", lambda frame: self.sent.append(frame))
 
     def _dismiss(self, dialog) -> None:
         self.dialogs.append(dialog.message)

@@ -21,7 +21,7 @@ import urllib.request
 from datetime import datetime
 
 from workshop.ports import busy_port_message, port_is_free
-from workshop.steps import ROOT, step
+from workshop.steps import ROOT, finished
 
 POLL_SECONDS = 0.5
 
@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--host", default="0.0.0.0", help="interface to serve on (default: all of them)")
-    parser.add_argument("--app", default=str(step(7).solution_dir), help="the chat to serve (default: solutions/step7)")
+    parser.add_argument(
+        "--app", default=str(finished().solution_dir), help="the chat to serve (default: the finished one)"
+    )
     args = parser.parse_args(argv)
 
     if not port_is_free(args.port, args.host):
@@ -69,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a plain `kill` stops the chat too (see finally)
     # Cello's banner would print the 0.0.0.0 address, which no phone can open: we print the real ones instead.
     server = subprocess.Popen(
-        [sys.executable, f"{args.app}/app.py", "--host", args.host, "--port", str(args.port), "--no-logs"],
+        [sys.executable, "-m", "workshop.serve", args.app, "--host", args.host, "--port", str(args.port),
+         "--no-logs"],
         cwd=ROOT, stdout=subprocess.DEVNULL,
     )
     try:

@@ -30,8 +30,8 @@ def step_diff(the_step: Step) -> list[str]:
     lines = []
     for name in sorted(set(yours) | set(finished)):
         before, after = read_lines(yours.get(name)), read_lines(finished.get(name))
-        label_yours = f"steps/step{the_step.number}/{name}" if name in yours else "/dev/null"
-        label_finished = f"solutions/step{the_step.number}/{name}" if name in finished else "/dev/null"
+        label_yours = f"steps/{the_step.folder}/{name}" if name in yours else "/dev/null"
+        label_finished = f"solutions/{the_step.folder}/{name}" if name in finished else "/dev/null"
         for line in difflib.unified_diff(before, after, label_yours, label_finished):
             lines.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
     return lines
@@ -49,21 +49,24 @@ def colour(line: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     try:
-        the_step = step(int(arguments[0]))
-    except (IndexError, ValueError):
-        print("usage: python -m workshop.diff N   (N is a step number, 1 to 7)", file=sys.stderr)
+        the_step = step(arguments[0])
+    except IndexError:
+        print("usage: python -m workshop diff STEP   (a step, 1 to 7, or a chapter)", file=sys.stderr)
+        return 2
+    except ValueError as problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     lines = step_diff(the_step)
-    yours, finished = f"steps/step{the_step.number}", f"solutions/step{the_step.number}"
+    yours, finished = f"steps/{the_step.folder}", f"solutions/{the_step.folder}"
     if not lines:
         print(f"{yours} matches {finished}: nothing left to write.")
         return 0
     use_colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     print(f"Your {yours} (lines starting with -) against the finished {finished} (lines starting with +):\n")
     sys.stdout.writelines(colour(line) if use_colour else line for line in lines)
-    number = the_step.number
-    print(f"\nThe TODO(step {number}) comments count as differences too. Stuck? `make hint {number}`; "
-          f"to take the whole solution (your folder is backed up first): `make solve {number}`.")
+    key = the_step.key
+    print(f"\nThe TODO({the_step.todo_tag}) comments count as differences too. Stuck? `make hint {key}`; "
+          f"to take the whole solution (your folder is backed up first): `make solve {key}`.")
     return 0
 
 

@@ -5,6 +5,7 @@ runner as `make step N`), waits until it accepts connections, and talks to it wi
 and plain HTTP. Every wait is a wait for an event (a message, an open port) with a deadline, never a sleep.
 """
 
+import base64
 import json
 import os
 import re
@@ -294,3 +295,111 @@ def need(module, name: str, hint: str):
     """module.name, or a check failure that says what to write."""
     assert hasattr(module, name), f"app.py has no `{name}` yet. {hint}"
     return getattr(module, name)
+
+
+class RawParticipant:
+    """A bare WebSocket connection that reads only when told to: a participant who stopped
+    reading, or whose laptop vanished, or just a cheap member of a big audience."""
+
+    def __init__(self, server: ChatServer, receive_buffer: int | None = None):
+        self.sock = socket.socket()
+        if receive_buffer:
+            # Before connect(): the buffer also decides the TCP window the server may fill.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(WAIT_SECONDS)
+        self.sock.connect(("127.0.0.1", server.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET /ws/chat HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        self.data = b""
+        while b"\r\n\r\n" not in self.data:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise AssertionError("The server closed a new connection during its handshake.")
+            self.data += chunk
+        head, _, self.data = self.data.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n")[0]
+        assert b" 101 " in status, f"The WebSocket handshake failed: {status[:200]!r}"
+
+    def say(self, text: str) -> None:
+        """A masked text frame (clients must mask; an all-zero mask leaves it as it is)."""
+        payload = ('{"type": "chat", "message": "%s"}' % text).encode()
+        assert len(payload) < 126
+        self.sock.sendall(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+
+    def heard(self, text: str, deadline: float) -> bool:
+        """Whether `text` arrives (in any frame) before the deadline; reads all up to it."""
+        wanted = text.encode()
+        while wanted not in self.data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except (TimeoutError, OSError):
+                return False
+            if not chunk:
+                return False
+            self.data = self.data[-len(wanted) :] + chunk
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def allow_open_sockets(count: int) -> None:
+    """Each socket is an open file: macOS allows 256 per process. Raise our soft limit."""
+    try:
+        import resource
+    except ImportError:  # Windows has no such limit
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < count + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(count + 100, hard), hard))
+
+
+def online(server: ChatServer) -> list[str]:
+    """The names GET /users lists."""
+    return server.get_json("/users")["users"]
+
+
+def join_raw(server: ChatServer, receive_buffer: int | None = None):
+    """A RawParticipant and the name the room gave it (it reads nothing: GET /users tells)."""
+    before = set(online(server))
+    participant = RawParticipant(server, receive_buffer)
+    joined = eventually(lambda: set(online(server)) - before, "GET /users to list a newcomer")
+    return participant, joined.pop()
+
+
+def a_room_hears(server: ChatServer, size: int, why: str) -> None:
+    """`size` participants join; the last one speaks, and every one of them must hear it."""
+    allow_open_sockets(size)
+    room = []
+    try:
+        for _ in range(size):
+            room.append(RawParticipant(server))
+        try:
+            eventually(lambda: server.get_json("/users")["count"] == size, "")
+        except AssertionError:
+            counted = server.get_json("/users")["count"]
+            raise AssertionError(
+                f"{size} participants connected, but GET /users counts {counted}. {why}"
+            ) from None
+        room[-1].say("can the back row hear me?")
+        deadline = time.monotonic() + WAIT_SECONDS
+        deaf = [
+            number
+            for number, member in enumerate(room, 1)
+            if not member.heard("can the back row hear me?", deadline)
+        ]
+        assert not deaf, (
+            f"{len(deaf)} of {size} participants never heard the message "
+            f"(the first: number {deaf[0]}). {why}"
+        )
+    finally:
+        for member in room:
+            member.close()

@@ -20,10 +20,10 @@ HINTS_FILE = Path(__file__).with_name("hints.toml")
 STATE_FILE = ROOT / ".workshop-state" / "hints.json"
 
 
-def all_hints() -> dict[int, list[str]]:
-    """Step number -> its hints, in order."""
+def all_hints() -> dict[str, list[str]]:
+    """Step folder ("step4", "room") -> its hints, in order."""
     data = tomllib.loads(HINTS_FILE.read_text(encoding="utf-8"))
-    return {int(key.removeprefix("step")): [hint.strip() for hint in table["hints"]] for key, table in data.items()}
+    return {folder: [hint.strip() for hint in table["hints"]] for folder, table in data.items()}
 
 
 def hints_seen() -> dict[str, int]:
@@ -33,9 +33,9 @@ def hints_seen() -> dict[str, int]:
         return {}  # never asked yet, or a damaged file: start over rather than fail
 
 
-def remember(number: int, count: int) -> None:
+def remember(key: str, count: int) -> None:
     seen = hints_seen()
-    seen[str(number)] = count
+    seen[key] = count
     STATE_FILE.parent.mkdir(exist_ok=True)
     STATE_FILE.write_text(json.dumps(seen, indent=2, sort_keys=True) + "\n")
 
@@ -48,30 +48,34 @@ def formatted(hint: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("number", type=int, help="the step, 1 to 7")
+    parser.add_argument("key", help="a step, 1 to 7, or a chapter")
     parser.add_argument("--again", action="store_true", help="forget which hints were shown and start over")
+    parser.add_argument("--all", action="store_true", help="show every hint seen so far again")
     args = parser.parse_args(argv)
     try:
-        step(args.number)
+        the_step = step(args.key)
     except ValueError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    hints = all_hints()[args.number]
-    before = 0 if args.again else min(hints_seen().get(str(args.number), 0), len(hints))
+    key, hints = the_step.key, all_hints()[the_step.folder]
+    before = 0 if args.again else min(hints_seen().get(key, 0), len(hints))
     shown = min(before + 1, len(hints))
-    remember(args.number, shown)
+    remember(key, shown)
 
-    for index, hint in enumerate(hints[:shown], start=1):
+    first = 1 if args.all else shown  # the new hint only: the earlier ones were read
+    for index, hint in enumerate(hints[first - 1 : shown], start=first):
         new = " (new)" if index > before else ""
-        print(f"Step {args.number}, hint {index} of {len(hints)}{new}:\n\n{formatted(hint)}\n")
+        print(f"{the_step.label.capitalize()}, hint {index} of {len(hints)}{new}:\n\n{formatted(hint)}\n")
+    if first > 1:
+        print(f"(hints 1-{first - 1} again: `python -m workshop hint {key} --all`)")
     if shown < len(hints):
-        print(f"Still stuck? `make hint {args.number}` again gives the next one.")
+        print(f"Still stuck? `make hint {key}` again gives the next one.")
     else:
         if before == len(hints):
-            print(f"That is every hint for step {args.number}. `make hint {args.number} AGAIN=1` starts over.")
+            print(f"That is every hint for {the_step.label}. `make hint {key} AGAIN=1` starts over.")
         print(
-            f"`make diff {args.number}` shows what is left between your code and the finished step; "
-            f"`make solve {args.number}` puts the finished step in place (your folder is backed up first)."
+            f"`make diff {key}` shows what is left between your code and the finished step; "
+            f"`make solve {key}` puts the finished step in place (your folder is backed up first)."
         )
     return 0
 

@@ -136,7 +136,7 @@ def stop_leftovers(run_id: str) -> None:
 
 
 def run_id_of(step: Step) -> str:
-    return f"progress-{os.getpid()}-step{step.number}"
+    return f"progress-{os.getpid()}-{step.folder}"
 
 
 def run_checks(step: Step) -> CheckResults:
@@ -155,7 +155,7 @@ def run_checks(step: Step) -> CheckResults:
         except subprocess.TimeoutExpired:
             stop_checks(checks, run_id)
             return CheckResults(step, problem=(
-                f"the checks did not finish within {STEP_TIMEOUT_SECONDS:g} s; `make check {step.number}` shows which hangs"
+                f"the checks did not finish within {STEP_TIMEOUT_SECONDS:g} s; `make check {step.key}` shows which hangs"
             ))
         return read_report(step, report, checks.returncode, output)
 
@@ -180,9 +180,9 @@ def kept_passes() -> dict:
         return {}
 
 
-def keep_passes(results: list[CheckResults], fingerprints: dict[int, str]) -> None:
+def keep_passes(results: list[CheckResults], fingerprints: dict[str, str]) -> None:
     kept = {
-        str(result.step.number): {"fingerprint": fingerprints[result.step.number], "passed": result.passed,
+        result.step.key: {"fingerprint": fingerprints[result.step.key], "passed": result.passed,
                                   "total": result.total, "skipped": result.skipped}
         for result in results if result.done
     }
@@ -193,9 +193,9 @@ def keep_passes(results: list[CheckResults], fingerprints: dict[int, str]) -> No
     os.replace(partial, STATE_FILE)
 
 
-def step_results(step: Step, fingerprints: dict[int, str], kept: dict) -> CheckResults:
-    earlier = kept.get(str(step.number))
-    if earlier and earlier["fingerprint"] == fingerprints[step.number]:
+def step_results(step: Step, fingerprints: dict[str, str], kept: dict) -> CheckResults:
+    earlier = kept.get(step.key)
+    if earlier and earlier["fingerprint"] == fingerprints[step.key]:
         return CheckResults(
             step, earlier["passed"], earlier["total"], skipped=earlier["skipped"], from_earlier_run=True
         )
@@ -206,28 +206,35 @@ def step_results(step: Step, fingerprints: dict[int, str], kept: dict) -> CheckR
 
 def table(results: list[CheckResults]) -> str:
     title_width = max(len(result.step.title) for result in results)
-    lines = [f"  step  {'':{title_width}}  checks passing  status", ""]
+    lines = [f"  {'step':>5}  {'':{title_width}}  checks passing  status", ""]
     for result in results:
+        if result.step.is_chapter and not result.step.previous.is_chapter:
+            lines.append(f"  {'':>5}  Beyond the tutorial: chapters (make step NAME)")
         counted = f"{result.passed} of {result.total}" if not result.problem else "-"
         status = "passed" if result.done else "not yet"
         if result.done and result.skipped:
-            status += f" ({result.skipped} skipped: make check {result.step.number} says why)"
+            status += f" ({result.skipped} skipped: make check {result.step.key} says why)"
         if result.problem:
             status += f": {result.problem}"
-        lines.append(f"  {result.step.number:>4}  {result.step.title:{title_width}}  {counted:>14}  {status}")
+        key, title = result.step.key, result.step.title
+        lines.append(f"  {key:>5}  {title:{title_width}}  {counted:>14}  {status}")
     return "\n".join(lines)
 
 
 def next_step_advice(results: list[CheckResults]) -> str:
     todo = [result for result in results if not result.done]
     if not todo:
-        return "All seven steps pass: the finished chat runs with `make step 7`. Well done!"
+        return "Every step and chapter passes: `make step room` runs your chat. Well done!"
+    if not any(not result.done for result in results if not result.step.is_chapter):
+        chapters = ", ".join(result.step.key for result in todo)
+        done = "All seven steps pass: your chat runs with `make step 7`."
+        return f"{done} Beyond the tutorial, the chapters: {chapters} (make check NAME)."
     step = todo[0].step
     return (
-        f"Next: step {step.number}, {step.title}. Follow the TODO(step {step.number}) blocks in "
-        f"steps/step{step.number}/.\n"
-        f"  make check {step.number}   why each check fails (and the guide section that explains it)\n"
-        f"  make hint {step.number}    a hint, one more each time"
+        f"Next: {step.label}, {step.title}. Follow the TODO({step.todo_tag}) blocks in "
+        f"steps/{step.folder}/.\n"
+        f"  make check {step.key}   why each check fails (and the guide section that explains it)\n"
+        f"  make hint {step.key}    a hint, one more each time"
     )
 
 
@@ -237,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    fingerprints = {step.number: fingerprint(step) for step in STEPS}
+    fingerprints = {step.key: fingerprint(step) for step in STEPS}
     kept = {} if args.fresh else kept_passes()
     try:
         with ThreadPoolExecutor(max_workers=len(STEPS)) as pool:
@@ -256,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     print(next_step_advice(results))
     print(f"\n(checked in {seconds:.1f} s, waiting at most {PROGRESS_WAIT_SECONDS} s for each event; "
           "`make check N` waits longer)")
-    unchanged = [str(result.step.number) for result in results if result.from_earlier_run]
+    unchanged = [result.step.key for result in results if result.from_earlier_run]
     if unchanged:
         print(f"(not rerun: step {', '.join(unchanged)}, unchanged since passing; `make progress FRESH=1` reruns all)")
     return 0

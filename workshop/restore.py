@@ -88,11 +88,11 @@ def back_up(the_step: Step) -> Path | None:
     if not files:
         return None
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    backup = BACKUPS / f"step{the_step.number}-{stamp}"
+    backup = BACKUPS / f"{the_step.folder}-{stamp}"
     suffix = 1
     while backup.exists():  # two backups within one second keep both
         suffix += 1
-        backup = BACKUPS / f"step{the_step.number}-{stamp}-{suffix}"
+        backup = BACKUPS / f"{the_step.folder}-{stamp}-{suffix}"
     for name, content in files.items():
         (backup / name).parent.mkdir(parents=True, exist_ok=True)
         (backup / name).write_bytes(content)
@@ -122,11 +122,11 @@ def replace_folder(the_step: Step, wanted: dict[str, bytes], description: str) -
 def reset(the_step: Step) -> int:
     commit, chosen = pristine_commit()
     starter = committed_files(commit, the_step.starter_dir)
-    replace_folder(the_step, starter, f"the starter of step {the_step.number}, from {chosen} ({commit[:10]})")
+    replace_folder(the_step, starter, f"the starter of {the_step.label}, from {chosen} ({commit[:10]})")
     if not any(TODO_START.search(content.decode(errors="replace")) for content in starter.values()):
         print(
-            f"Warning: that version has no TODO(step {the_step.number}) block, so it may be work of yours that you "
-            f"committed. `git log -- steps/step{the_step.number}` lists the older versions."
+            f"Warning: that version has no TODO({the_step.todo_tag}) block, so it may be work of yours that you "
+            f"committed. `git log -- steps/{the_step.folder}` lists the older versions."
         )
     return 0
 
@@ -138,18 +138,18 @@ def solve(the_step: Step) -> int:
         raise RestoreError(f"{solution.relative_to(ROOT)} has no files to copy.")
     # The step's checks stay: they grade the folder, and the learner may have run or read them.
     checks = {name: content for name, content in current_files(folder).items() if name not in app_files(folder)}
-    replace_folder(the_step, {**checks, **finished}, f"the finished step {the_step.number} (your checks kept)")
-    print(f"Next: `make check {the_step.number}` grades it, `make step {the_step.number}` runs it.")
+    replace_folder(the_step, {**checks, **finished}, f"the finished {the_step.label} (your checks kept)")
+    print(f"Next: `make check {the_step.key}` grades it, `make step {the_step.key}` runs it.")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["reset", "solve"])
-    parser.add_argument("number", type=int, help="the step, 1 to 7")
+    parser.add_argument("key", help="a step, 1 to 7, or a chapter")
     args = parser.parse_args(argv)
     try:
-        the_step = step(args.number)
+        the_step = step(args.key)
         return reset(the_step) if args.action == "reset" else solve(the_step)
     except (ValueError, RestoreError) as problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -37,6 +37,24 @@ def placeholder_app(app_file: Path):
     return app
 
 
+def allow_open_files(wanted: int = 65536) -> None:
+    """Each participant is an open file, and macOS allows a process 256 unless it asks for
+    more: raise this process's own limit, as far as the system allows (step7.md#a-whole-room)."""
+    try:
+        import resource
+    except ImportError:  # Windows has no such limit
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    for limit in (target, 10240):  # macOS refuses more than kern.maxfilesperproc
+        if soft != resource.RLIM_INFINITY and soft < limit:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+                return
+            except (ValueError, OSError):
+                continue
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="a step folder, e.g. steps/step4 or solutions/step7")
@@ -53,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {busy_port_message(args.port, args.host)}", file=sys.stderr)
         return 1
 
+    allow_open_files()
     # The step's own modules (e.g. step 7's helpers) import as they would under `python app.py`.
     sys.path.insert(0, str(folder.resolve()))
     sys.argv = [str(app_file), "--host", args.host, "--port", str(args.port), *passthrough]

@@ -1,11 +1,13 @@
 """Each starter is the previous step's finished code plus TODO blocks: this module checks that it stays so.
 
-A TODO block runs from a line containing "TODO(step N)" to the next line containing "END TODO", in any
-file type (Python comments, HTML or JavaScript comments). Removing the blocks from steps/stepN must give
-solutions/step(N-1) (blank lines aside), so a learner who starts at any step starts from correct code. A file that is
-new in step N is either all TODO (the learner writes it) or handed out ready-made, equal to solutions/stepN's.
+A TODO block runs from a line containing "TODO(step N)" (or "TODO(room)" in a chapter) to the next line
+containing "END TODO", in any file type (Python comments, HTML or JavaScript comments). Removing the
+blocks from a starter must give the finished code it builds on (blank lines aside), so a learner who
+starts at any step starts from correct code. A file that is new in a step is all TODO (the learner writes
+it), handed out ready-made (equal to the finished one), or handed out to complete: then what is left
+once its TODO blocks are removed appears, in order, in the finished file.
 
-    python -m workshop.starters          # check all seven; prints what drifted, exit status 1 if any
+    python -m workshop.starters          # check every step and chapter; exit status 1 if any drifted
 """
 
 import difflib
@@ -15,22 +17,29 @@ from pathlib import Path
 
 from workshop.steps import STEPS, Step
 
-TODO_START = re.compile(r"TODO\(step (\d+)\)")
+# TODO(step 3) in a numbered step, TODO(room) in a chapter.
+TODO_START = re.compile(r"TODO\((step \d+|[a-z][a-z-]*)\)")
 LEARNER_FILES_IGNORED = ("test_", "conftest")
 
 
+def todo_blocks(lines: list[str]) -> list[tuple[str, int, int]]:
+    """(tag, first, last) of each TODO block, 0-based and inclusive: ("step 3", 10, 14)."""
+    blocks, start = [], None
+    for number, line in enumerate(lines):
+        if start is None and (found := TODO_START.search(line)):
+            tag, start = found.group(1), number
+        if start is not None and "END TODO" in line:
+            blocks.append((tag, start, number))
+            start = None
+    if start is not None:
+        raise ValueError(f"the TODO block that starts on line {start + 1} has no END TODO line")
+    return blocks
+
+
 def strip_todo_blocks(text: str) -> str:
-    kept, inside = [], False
-    for line in text.splitlines(keepends=True):
-        if not inside and TODO_START.search(line):
-            inside = True
-        if not inside:
-            kept.append(line)
-        elif "END TODO" in line:
-            inside = False
-    if inside:
-        raise ValueError("a TODO block has no END TODO line")
-    return "".join(kept)
+    lines = text.splitlines(keepends=True)
+    inside = {n for _, first, last in todo_blocks(lines) for n in range(first, last + 1)}
+    return "".join(line for number, line in enumerate(lines) if number not in inside)
 
 
 def layout_insensitive(text: str) -> str:
@@ -43,20 +52,31 @@ def app_files(folder: Path) -> dict[str, Path]:
     return {
         path.relative_to(folder).as_posix(): path
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith(LEARNER_FILES_IGNORED)
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and not path.name.startswith(LEARNER_FILES_IGNORED)
     }
 
 
+def is_in_order_within(kept: str, finished: str) -> bool:
+    """Whether every non-blank line of `kept` appears in `finished`, in the same order."""
+    wanted = [line for line in kept.splitlines() if line.strip()]
+    remaining = iter(finished.splitlines())
+    return all(any(line == candidate for candidate in remaining) for line in wanted)
+
+
 def drift(step: Step) -> list[str]:
-    """What keeps steps/stepN from being solutions/step(N-1) plus TODO blocks; empty when all is well."""
+    """What keeps a starter from being the finished code it builds on plus TODO blocks; empty if none."""
     problems = []
+    here = f"steps/{step.folder}"
     starter = app_files(step.starter_dir)
-    previous = app_files(STEPS[step.number - 2].solution_dir) if step.number > 1 else {}
+    previous = app_files(step.previous.solution_dir) if step.previous else {}
+    before = f"solutions/{step.previous.folder}" if step.previous else "(nothing)"
     finished = app_files(step.solution_dir)
     for name in sorted(set(starter) | set(previous)):
-        where = f"steps/step{step.number}/{name}"
+        where = f"{here}/{name}"
         if name not in starter:
-            problems.append(f"{where} is missing: solutions/step{step.number - 1}/{name} should be there too")
+            problems.append(f"{where} is missing: {before}/{name} should be there too")
             continue
         text = starter[name].read_text()
         try:
@@ -65,21 +85,33 @@ def drift(step: Step) -> list[str]:
             problems.append(f"{where}: {error}")
             continue
         if name in previous:
-            expected, actual, source = previous[name].read_text(), stripped, f"solutions/step{step.number - 1}/{name}"
+            expected, actual, source = previous[name].read_text(), stripped, f"{before}/{name}"
         elif not stripped.strip():
             continue  # a new file that is all TODO: the learner writes it
-        elif name in finished:
-            expected, actual, source = finished[name].read_text(), text, f"solutions/step{step.number}/{name} (ready-made)"
-        else:
-            problems.append(f"{where} is new in this step but is neither all TODO nor a copy of solutions/step{step.number}")
+        elif name not in finished:
+            problems.append(f"{where} is new here but is neither all TODO nor in solutions/{step.folder}")
             continue
+        elif stripped != text:
+            if not is_in_order_within(stripped, finished[name].read_text()):
+                problems.append(
+                    f"{where} is handed out to complete, but what it keeps outside its TODO blocks "
+                    f"is not, in order, in solutions/{step.folder}/{name}"
+                )
+            continue
+        else:
+            expected, actual = finished[name].read_text(), text
+            source = f"solutions/{step.folder}/{name} (ready-made)"
         if layout_insensitive(actual) != layout_insensitive(expected):
             diff = difflib.unified_diff(
-                expected.splitlines(), actual.splitlines(), source, f"{where} without its TODO blocks", lineterm="", n=1
+                expected.splitlines(), actual.splitlines(), source, f"{where} without its TODO blocks",
+                lineterm="", n=1,
             )
             problems.append("\n".join(diff))
-    if not any(TODO_START.search(path.read_text()) for path in starter.values()):
-        problems.append(f"steps/step{step.number} has no TODO(step {step.number}) block: what is the learner to do?")
+    tags = {tag for path in starter.values() for tag, _, _ in todo_blocks(path.read_text().splitlines())}
+    if step.todo_tag not in tags:
+        problems.append(f"{here} has no TODO({step.todo_tag}) block: what is the learner to do?")
+    if stray := tags - {step.todo_tag}:
+        problems.append(f"{here} has TODO blocks of other steps: {', '.join(sorted(stray))}")
     return problems
 
 
@@ -88,7 +120,7 @@ def main() -> int:
     for step in STEPS:
         problems = drift(step)
         failures += bool(problems)
-        print(f"step {step.number}: " + ("ok" if not problems else "DRIFTED"))
+        print(f"{step.label}: " + ("ok" if not problems else "DRIFTED"))
         for problem in problems:
             print("    " + problem.replace("\n", "\n    "))
     return 1 if failures else 0
@@ -96,3 +128,29 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+COMMENT_STARTS = ("#", "//", "<!--", "/*")
+
+
+def typed_lines(step: Step) -> dict[str, int]:
+    """Per file, the lines a learner types: non-blank, non-comment lines the finished code
+    adds or changes from the starter. Files handed out ready-made count none."""
+    starter, finished = app_files(step.starter_dir), app_files(step.solution_dir)
+    counts = {}
+    for name, path in finished.items():
+        old = starter[name].read_text().splitlines() if name in starter else []
+        new = path.read_text().splitlines()
+        if old == new:
+            continue
+        matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+        added = [
+            line
+            for tag, _, _, first, last in matcher.get_opcodes()
+            if tag in ("replace", "insert")
+            for line in new[first:last]
+        ]
+        counts[name] = sum(
+            1 for line in added if line.strip() and not line.strip().startswith(COMMENT_STARTS)
+        )
+    return counts

@@ -1,45 +1,102 @@
-"""The seven steps of the workshop: one place that names them, their folders and their guide pages."""
+"""The workshop's steps and chapters, read from workshop/course.toml: the one list of them.
 
+A numbered step ("4") mirrors the tutorial; a chapter ("room") goes beyond it. Both have the same
+machinery: steps/<folder> holds the starter and its checks, solutions/<folder> the finished code, and
+docs/<folder>.md the guide page.
+"""
+
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+COURSE_FILE = Path(__file__).with_name("course.toml")
 GUIDE_URL = "http://127.0.0.1:8001"
 
 
 @dataclass(frozen=True)
 class Step:
-    number: int
+    key: str  # "4" or "room": what a learner types after `make step`
     title: str
+    builds_on: str | None  # the key whose finished code this starter begins from
+    minutes: int
+
+    @property
+    def is_chapter(self) -> bool:
+        """A chapter goes beyond the tutorial's seven steps."""
+        return not self.key.isdigit()
+
+    @property
+    def number(self) -> int:
+        """The step's number; chapters have none."""
+        if self.is_chapter:
+            raise AttributeError(f"{self.key} is a chapter: it has a name, not a number")
+        return int(self.key)
+
+    @property
+    def folder(self) -> str:
+        """step4 or room: the folder's name under steps/ and solutions/."""
+        return self.key if self.is_chapter else f"step{self.key}"
+
+    @property
+    def label(self) -> str:
+        """How the workshop's messages name it: "step 4", or "chapter room"."""
+        return f"chapter {self.key}" if self.is_chapter else f"step {self.key}"
+
+    @property
+    def todo_tag(self) -> str:
+        """What its TODO blocks say: TODO(step 4), or TODO(room)."""
+        return self.key if self.is_chapter else f"step {self.key}"
 
     @property
     def starter_dir(self) -> Path:
-        return ROOT / "steps" / f"step{self.number}"
+        return ROOT / "steps" / self.folder
 
     @property
     def solution_dir(self) -> Path:
-        return ROOT / "solutions" / f"step{self.number}"
+        return ROOT / "solutions" / self.folder
 
     @property
     def guide_page(self) -> str:
-        return f"docs/step{self.number}.md"
+        return f"docs/{self.folder}.md"
+
+    @property
+    def previous(self) -> "Step | None":
+        return step(self.builds_on) if self.builds_on else None
+
+    @property
+    def lineage(self) -> list["Step"]:
+        """The steps this one builds on, from step 1, and itself last."""
+        return [*(self.previous.lineage if self.previous else []), self]
 
 
+_COURSE = tomllib.loads(COURSE_FILE.read_text(encoding="utf-8"))
 STEPS = [
-    Step(1, "Project setup"),
-    Step(2, "The App and the client store"),
-    Step(3, "The WebSocket handler"),
-    Step(4, "Broadcast to every client"),
-    Step(5, "The HTML chat client"),
-    Step(6, "Who is online"),
-    Step(7, "Run the application"),
+    Step(entry["key"], entry["title"], entry.get("builds_on"), entry["minutes"])
+    for entry in _COURSE["step"]
 ]
+NUMBERED = [s for s in STEPS if not s.is_chapter]
+CHAPTERS = [s for s in STEPS if s.is_chapter]
 
 
-def step(number: int) -> Step:
-    if not 1 <= number <= len(STEPS):
-        raise ValueError(f"there is no step {number}: the workshop has steps 1 to {len(STEPS)}")
-    return STEPS[number - 1]
+def keys_text() -> str:
+    """'1 to 7, or room' for messages that list what a learner may type."""
+    numbers = f"{NUMBERED[0].key} to {NUMBERED[-1].key}"
+    return numbers + (f", or {', '.join(s.key for s in CHAPTERS)}" if CHAPTERS else "")
+
+
+def step(key: "str | int") -> Step:
+    """The step or chapter a learner named: 4, "4", "step4" or "room"."""
+    wanted = str(key).strip().lower().removeprefix("step").strip()
+    for candidate in STEPS:
+        if candidate.key == wanted:
+            return candidate
+    raise ValueError(f"there is no step {key!r}: the workshop has {keys_text()}")
+
+
+def finished() -> Step:
+    """The room-grade chat: what make demo and make bench serve by default."""
+    return step(_COURSE["finished"])
 
 
 def guide_link(section: str) -> str:

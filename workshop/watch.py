@@ -86,12 +86,13 @@ def run_checks_showing_output(the_step: Step) -> CheckResults:
 def summary(results: CheckResults) -> str:
     the_step = results.step
     if results.problem:
-        return f"[watch] step {the_step.number}: {results.problem}."
-    line = f"[watch] step {the_step.number}: {results.passed} of {results.total} checks pass."
+        return f"[watch] {the_step.label}: {results.problem}."
+    line = f"[watch] {the_step.label}: {results.passed} of {results.total} checks pass."
     if results.done:
-        line += f" Step {the_step.number} is done!"
-        if the_step.number < len(STEPS):
-            line += f" On to step {the_step.number + 1}: make watch {the_step.number + 1}"
+        line += f" {the_step.label.capitalize()} is done!"
+        following = [s for s in STEPS if s.builds_on == the_step.key]
+        if following:
+            line += f" On to {following[0].label}: make watch {following[0].key}"
     return line
 
 
@@ -114,14 +115,14 @@ def watch(the_step: Step) -> None:
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     try:
-        the_step = step(int(arguments[0]))
+        the_step = step(arguments[0])
     except (IndexError, ValueError):
-        print("usage: python -m workshop.watch N   (N is a step number, 1 to 7)", file=sys.stderr)
+        print("usage: python -m workshop watch STEP   (a step, 1 to 7, or a chapter)", file=sys.stderr)
         return 2
     try:
         watch(the_step)
     except KeyboardInterrupt:
-        print(f"\n[watch] Stopped watching steps/step{the_step.number}.", flush=True)
+        print(f"\n[watch] Stopped watching steps/{the_step.folder}.", flush=True)
     return 0
 
 

@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 from pathlib import Path
 
 from mkdocs.exceptions import PluginError
 
-START_MARKER = re.compile(r"^<!--\s*step-code\s+(\d+)\s*-->[ \t]*$", re.MULTILINE)
+START_MARKER = re.compile(r"^<!--\s*step-code\s+([\w-]+)\s*-->[ \t]*$", re.MULTILINE)
 END_MARKER = re.compile(r"^<!--\s*/step-code\s*-->[ \t]*$", re.MULTILINE)
 
 # File suffix -> Pygments lexer. Only these files are shown: the step's tests and
 # caches are not part of what the learner writes.
 LEXERS = {".py": "python", ".html": "html", ".js": "js", ".css": "css"}
-TODO_START = re.compile(r"TODO\(step (\d+)\)")
+TODO_START = re.compile(r"TODO\((step \d+|[a-z][a-z-]*)\)")
 TODO_END = re.compile(r"END TODO")
 
 _repo_root: Path | None = None
@@ -42,6 +43,8 @@ _repo_root: Path | None = None
 def on_config(config):
     global _repo_root
     _repo_root = Path(config.config_file_path).resolve().parent
+    if str(_repo_root) not in sys.path:
+        sys.path.insert(0, str(_repo_root))  # workshop.steps: the list of steps and chapters
     return config
 
 
@@ -51,7 +54,7 @@ def on_page_markdown(markdown, page, config, files):
         return markdown
     if len(START_MARKER.findall(markdown)) > 1:
         raise PluginError(f"{page.file.src_uri}: only one <!-- step-code N --> marker per page")
-    step = int(start.group(1))
+    step = start.group(1)
     end = END_MARKER.search(markdown, start.end())
     region_end = end.start() if end else len(markdown)
     after = markdown[end.end():] if end else ""
@@ -102,12 +105,13 @@ def changed_lines(old: list[str], new: list[str]) -> list[int]:
     ]
 
 
-def todo_lines(lines: list[str], step: int) -> list[int]:
+def todo_lines(lines: list[str], step: "str | int") -> list[int]:
     """1-based numbers of the lines inside this step's TODO blocks, markers included."""
+    wanted = str(step) if not str(step).isdigit() else f"step {step}"
     marked, inside = [], False
     for number, line in enumerate(lines, start=1):
         todo = TODO_START.search(line)
-        if todo and int(todo.group(1)) == step:
+        if todo and todo.group(1) == wanted:
             inside = True
         if inside:
             marked.append(number)
@@ -163,10 +167,13 @@ def _range_end(text: str) -> int:
 # --- Markdown ------------------------------------------------------------------
 
 
-def render_step_code(root: Path, step: int) -> str:
-    solution_dir = root / "solutions" / f"step{step}"
-    starter_dir = root / "steps" / f"step{step}"
-    previous_dir = root / "solutions" / f"step{step - 1}"
+def render_step_code(root: Path, step: str) -> str:
+    from workshop.steps import step as find_step
+
+    found = find_step(step)
+    solution_dir = root / "solutions" / found.folder
+    starter_dir = root / "steps" / found.folder
+    previous_dir = root / "solutions" / (found.previous.folder if found.previous else "none")
     solution_files = shown_files(solution_dir)
     starter_files = shown_files(starter_dir)
     if not solution_files or not starter_files:

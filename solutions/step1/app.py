@@ -7,4 +7,4 @@ app = App()
 
 @app.get("/")
 def index(request):
-    return Response.text("The Cello chat server is running. The chat page arrives in step 5.\n")
+    return Response.text("The chat server is running. The page arrives in step 5.\n")

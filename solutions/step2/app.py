@@ -9,35 +9,49 @@ app = App()
 
 # Every connected client: ws_id -> {"ws": ws, "username": str}
 clients = {}
-# Cello runs WebSocket handlers on several threads at once, so every read or write of `clients`
-# holds this lock (the tutorial has none, and its room breaks when people join together).
+# Handlers run on many threads at once: use `clients` only while holding this lock
+# (step2.md#the-client-store).
 clients_lock = threading.Lock()
-# Default names come from a counter, not the tutorial's f"User-{id(ws) % 10000}": the addresses of
-# live objects share their last digits, and 60 connections got only 42 distinct names.
+# A counter, not the tutorial's id(ws) % 10000 (step2.md#distinct-default-names).
 user_numbers = itertools.count(1)
 
 
 def name_taken(name: str) -> bool:
-    """Whether a connected client uses this name, ignoring case. Call it with clients_lock held."""
-    return any(client["username"].casefold() == name.casefold() for client in clients.values())
+    """Whether a connected client uses this name, ignoring case. Hold clients_lock."""
+    return any(c["username"].casefold() == name.casefold() for c in clients.values())
 
 
 def add_client(ws_id: int, ws) -> str:
-    """Register a new connection under a default name nobody uses, and return that name."""
+    """Register a connection under a default name nobody uses, and return that name."""
     with clients_lock:
         username = f"User-{next(user_numbers)}"
-        while name_taken(username):  # someone may have chosen "User-7" with set_name
+        while name_taken(username):  # someone may have chosen "User-7" already
             username = f"User-{next(user_numbers)}"
         clients[ws_id] = {"ws": ws, "username": username}
     return username
 
 
+class NameTaken(ValueError):
+    """Someone else uses that name."""
+
+
+def rename(ws_id: int, new_name: str) -> str:
+    """Give a client a new name and return the old one; NameTaken if someone has it."""
+    with clients_lock:
+        client = clients[ws_id]
+        old_name = client["username"]
+        if new_name.casefold() != old_name.casefold() and name_taken(new_name):
+            raise NameTaken(f"The name {new_name} is taken: choose another.")
+        client["username"] = new_name
+    return old_name
+
+
 def remove_client(ws_id: int) -> None:
-    """Forget a connection. Safe to call twice (the tutorial's `del clients[ws_id]` raised KeyError)."""
+    """Forget a connection; calling it twice is no error (step2.md#leaving)."""
     with clients_lock:
         clients.pop(ws_id, None)
 
 
 @app.get("/")
 def index(request):
-    return Response.text("The Cello chat server is running. The chat page arrives in step 5.\n")
+    return Response.text("The chat server is running. The page arrives in step 5.\n")

@@ -7,214 +7,110 @@ import threading
 import time
 from pathlib import Path
 
-from cello import App, Response
+from cello import App, Response, ThreadPoolConfig
 
-# What a whole class needs, handed out ready-made in classroom.py next to this file: an outbox per participant
-# (so that one who stops reading cannot freeze the room), a rate limit, and room for many open connections.
-from classroom import Outbox, RateLimit, allow_many_connections
+from messages import BadMessage, parse_message
 
 app = App()
 
-# The heartbeat's interval: 30 s unless the environment says otherwise (the checks use a fraction of a second).
-HEARTBEAT_SECONDS = float(os.environ.get("CHAT_HEARTBEAT_SECONDS", "30"))
-# The page answers every ping with {"type": "pong"}. Silent for three intervals means gone (a closed laptop,
-# a phone out of Wi-Fi): nothing else would tell, as such a connection never closes. At least a second, so
-# that a busy machine's hiccup never passes for a departure.
-SILENCE_LIMIT_SECONDS = max(3 * HEARTBEAT_SECONDS, 1.0)
-# Per participant: 10 messages at once, then 5 a second. More is a script or a stuck key, not a person.
-MESSAGES_PER_SECOND = float(os.environ.get("CHAT_MESSAGES_PER_SECOND", "5"))
-MESSAGE_BURST = 10
-
 # Every connected client: ws_id -> {"ws": ws, "username": str}
 clients = {}
-# Their messages on the way out: ws_id -> Outbox (classroom.py). A client is in both dicts, or in neither.
-outboxes = {}
-# Handlers, the heartbeat and the delivery threads all touch `clients` and `outboxes`, so every read or write
-# of them holds this lock (the tutorial has none, and its room breaks when people join together).
+# Handlers run on many threads at once: use `clients` only while holding this lock
+# (step2.md#the-client-store).
 clients_lock = threading.Lock()
-# Default names come from a counter, not the tutorial's f"User-{id(ws) % 10000}": the addresses of
-# live objects share their last digits, and 60 connections got only 42 distinct names.
+# A counter, not the tutorial's id(ws) % 10000 (step2.md#distinct-default-names).
 user_numbers = itertools.count(1)
+# Each participant holds a pool thread while they stay (step7.md#a-whole-room).
+ROOM_SIZE = 500
+# A ping every 30 s (the checks set less); three unanswered: gone (step7.md#heartbeat).
+HEARTBEAT_SECONDS = float(os.environ.get("CHAT_HEARTBEAT_SECONDS", "30"))
+SILENCE_LIMIT_SECONDS = max(3 * HEARTBEAT_SECONDS, 0.6)
 
 
 def name_taken(name: str) -> bool:
-    """Whether a connected client uses this name, ignoring case. Call it with clients_lock held."""
-    return any(client["username"].casefold() == name.casefold() for client in clients.values())
+    """Whether a connected client uses this name, ignoring case. Hold clients_lock."""
+    return any(c["username"].casefold() == name.casefold() for c in clients.values())
 
 
 def add_client(ws_id: int, ws) -> str:
-    """Register a new connection under a default name nobody uses, and return that name."""
-    # If this participant falls too far behind (they stopped reading), their outbox gives up on them.
-    outbox = Outbox(ws, on_dropped=lambda: leave(ws_id))
+    """Register a connection under a default name nobody uses, and return that name."""
     with clients_lock:
         username = f"User-{next(user_numbers)}"
-        while name_taken(username):  # someone may have chosen "User-7" with set_name
+        while name_taken(username):  # someone may have chosen "User-7" already
             username = f"User-{next(user_numbers)}"
         clients[ws_id] = {"ws": ws, "username": username}
-        outboxes[ws_id] = outbox
     return username
 
 
-def remove_client(ws_id: int) -> dict | None:
-    """Forget a connection and return what was known of it, or None if it was already gone: safe to call twice
-    (the tutorial's `del clients[ws_id]` raised KeyError)."""
-    with clients_lock:
-        return clients.pop(ws_id, None)
-
-
-def is_connected(ws_id: int) -> bool:
-    with clients_lock:
-        return ws_id in clients
-
-
-def leave(ws_id: int) -> None:
-    """Take a participant out of the room and tell everybody, once: their handler ends, and their outbox may
-    give up on them, and both call this. Only the call that removes them goes on."""
-    client = remove_client(ws_id)
-    if client is None:
-        return
-    with clients_lock:
-        outbox = outboxes.pop(ws_id)
-    outbox.close()
-    broadcast({"type": "system", "message": f"{client['username']} left the chat"})
-
-
-MAX_NAME_LENGTH = 32
-MAX_MESSAGE_LENGTH = 2000
-# Longer frames are refused before json.loads spends time on them. 2,000 characters still fit when a
-# client escapes every one as a \uXXXX\uXXXX pair (12 characters each).
-MAX_FRAME_LENGTH = 25_000
-
-
-class BadMessage(ValueError):
-    """Input the chat refuses: the sender gets the reason back, and the connection stays open."""
-
-
-def parse_message(content) -> dict:
-    """One incoming frame as {"type": "chat", "message": ...} or {"type": "set_name", "name": ...}."""
-    if not isinstance(content, str):
-        raise BadMessage("Binary frames are not supported: send text, or JSON such as {\"type\": \"chat\", \"message\": \"hi\"}.")
-    if len(content) > MAX_FRAME_LENGTH:
-        raise BadMessage(f"That message is {len(content):,} characters long; the limit is {MAX_MESSAGE_LENGTH:,}.")
-    try:
-        data = json.loads(content)
-    except json.JSONDecodeError:
-        data = {"type": "chat", "message": content}  # plain text is a chat message, as in the tutorial
-    except RecursionError:
-        raise BadMessage("That JSON is nested too deeply.") from None
-    if not isinstance(data, dict):
-        raise BadMessage(
-            f"Expected a JSON object such as {{\"type\": \"chat\", \"message\": \"hi\"}}, got {json_kind(data)}."
-        )
-    kind = data.get("type")
-    if kind == "pong":
-        return {"type": "pong"}  # the page's answer to the heartbeat
-    if kind == "chat":
-        return {"type": "chat", "message": clean_chat_text(data.get("message"))}
-    if kind == "set_name":
-        return {"type": "set_name", "name": clean_name(data.get("name"))}
-    raise BadMessage(f'Unknown message type {json.dumps(kind)}: use "chat" or "set_name".')
-
-
-def json_kind(value) -> str:
-    """What a learner typed, in JSON's words: "a JSON array", not Python's "list"."""
-    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
-    return "null" if value is None else f"a JSON {kinds[type(value)]}"
-
-
-def clean_chat_text(message) -> str:
-    if not isinstance(message, str):
-        raise BadMessage('A chat message needs "message": a string.')
-    if not message.strip():
-        raise BadMessage("Empty messages are not sent.")
-    if len(message) > MAX_MESSAGE_LENGTH:
-        raise BadMessage(f"That message is {len(message):,} characters long; the limit is {MAX_MESSAGE_LENGTH:,}.")
-    return message
-
-
-def clean_name(name) -> str:
-    if not isinstance(name, str):
-        raise BadMessage('set_name needs "name": a string, such as {"type": "set_name", "name": "Alice"}.')
-    name = name.strip()
-    if not name:
-        raise BadMessage("A name cannot be empty.")
-    if len(name) > MAX_NAME_LENGTH:
-        raise BadMessage(f"A name can be at most {MAX_NAME_LENGTH} characters long.")
-    if not name.isprintable():
-        raise BadMessage("A name cannot contain line breaks or control characters.")
-    return name
+class NameTaken(ValueError):
+    """Someone else uses that name."""
 
 
 def rename(ws_id: int, new_name: str) -> str:
-    """Give a client a new name and return its old one; BadMessage if someone else has the name."""
+    """Give a client a new name and return the old one; NameTaken if someone has it."""
     with clients_lock:
         client = clients[ws_id]
         old_name = client["username"]
         if new_name.casefold() != old_name.casefold() and name_taken(new_name):
-            raise BadMessage(f"The name {new_name} is taken: choose another.")
+            raise NameTaken(f"The name {new_name} is taken: choose another.")
         client["username"] = new_name
     return old_name
 
 
-def send_to(ws_id: int, payload: dict) -> None:
-    """Send one message to one client; a client that has just left is no error."""
+def remove_client(ws_id: int) -> None:
+    """Forget a connection; calling it twice is no error (step2.md#leaving)."""
     with clients_lock:
-        outbox = outboxes.get(ws_id)
-    if outbox is not None:
-        outbox.put(json.dumps(payload))
+        clients.pop(ws_id, None)
 
 
 def broadcast(payload: dict) -> None:
     """Send one message to every connected client."""
-    text = json.dumps(payload)
-    # put() only queues the message (the delivery threads send it), so it never blocks and the loop can hold
-    # the lock: everybody gets the room's messages in the same order, and a slow reader delays nobody.
+    # A copy taken under the lock, sent outside it (step4.md#broadcast).
     with clients_lock:
-        for outbox in outboxes.values():
-            outbox.put(text)
+        sockets = [client["ws"] for client in clients.values()]
+    for ws in sockets:
+        send_to(ws, payload)
 
 
-# `async def`: the handler waits with `await ws.arecv()`, which holds no thread. A `def` handler holds one of
-# Cello's 64 pool threads for as long as its participant stays, so the 65th participant would connect and
-# then hear nothing, silently. (A coroutine may not call ws.send_text; the outboxes send for it.)
+def send_to(ws, payload: dict) -> None:
+    """Send one message to one client; one that has just left is no error."""
+    try:
+        ws.send_text(json.dumps(payload))
+    except ConnectionError:
+        pass  # its own handler sees the close and cleans up
+
+
+def announce(news: str) -> None:
+    broadcast({"type": "system", "message": news})
+
+
 @app.websocket("/ws/chat")
-async def chat_handler(ws):
+def chat_handler(ws):
     """One participant, from joining to leaving."""
     ws_id = id(ws)
     username = add_client(ws_id, ws)
-    broadcast({"type": "system", "message": f"{username} joined the chat"})
-    limit = RateLimit(per_second=MESSAGES_PER_SECOND, burst=MESSAGE_BURST)
+    announce(f"{username} joined the chat")
     try:
-        # None once the participant closed the connection, or when they said nothing at all, not even a
-        # pong, for SILENCE_LIMIT_SECONDS: either way they are gone.
-        while (msg := await ws.arecv(timeout=SILENCE_LIMIT_SECONDS)) is not None:
-            if not is_connected(ws_id):
-                break  # their outbox gave up on them (they stopped reading): what they send no longer counts
+        # None once they closed, or stayed silent for too long (step7.md#heartbeat).
+        while (msg := ws.recv(timeout=SILENCE_LIMIT_SECONDS)) is not None:
             try:
-                # msg.content, not the tutorial's msg.text: that is the WebSocketMessage.text constructor,
-                # and json.loads(msg.text) raised TypeError and dropped the sender on their first message.
-                data = parse_message(msg.content)
+                data = parse_message(msg.content)  # (step3.md#read-the-message)
                 if data["type"] == "pong":
-                    continue  # its only job was to arrive: the participant is still there
-                if not limit.allow():
-                    raise BadMessage(
-                        f"Slow down: at most {MESSAGES_PER_SECOND:g} messages a second. That one was not sent."
-                    )
+                    continue  # its only job was to arrive
                 if data["type"] == "set_name":
                     old_name = rename(ws_id, data["name"])
                     username = data["name"]
-                    broadcast({"type": "system", "message": f"{old_name} is now known as {username}"})
-                else:
-                    broadcast({"type": "chat", "username": username, "message": data["message"]})
-            except BadMessage as problem:
-                # Only the sender hears about bad input, and its connection stays open.
-                send_to(ws_id, {"type": "error", "message": str(problem)})
+                    announce(f"{old_name} is now known as {username}")
+                else:  # {"type": "chat", "message": ...} and who said it
+                    broadcast(data | {"username": username})
+            except (BadMessage, NameTaken) as problem:  # only its sender hears of it
+                send_to(ws, {"type": "error", "message": str(problem)})
     finally:
-        leave(ws_id)
+        remove_client(ws_id)
+        announce(f"{username} left the chat")
 
 
-# The page lives in its own file, not in a Python string as in the tutorial: your editor highlights it,
-# and it is read on every request, so a browser reload shows your edits without restarting the server.
+# The page in its own file, read on each request (step5.md#serve-the-page).
 CHAT_PAGE = Path(__file__).with_name("index.html")
 
 
@@ -233,18 +129,15 @@ def online_users(request):
 
 
 def heartbeat_loop():
-    """Ping every client now and then: browsers and Cello never ping, so a quiet socket is never checked."""
+    """Ping everybody now and then: a vanished laptop never closes its connection."""
     while True:
         time.sleep(HEARTBEAT_SECONDS)
-        # Each participant's handler counts the page's pong; one that stays silent is taken out of the room.
         broadcast({"type": "ping"})
 
 
 if __name__ == "__main__":
-    # Started here, not at import as in the tutorial: importing app.py (the checks do) starts nothing.
+    # Here, not at import: importing app.py starts nothing (step7.md#heartbeat).
     threading.Thread(target=heartbeat_loop, name="heartbeat", daemon=True).start()
-    allow_many_connections()  # each participant is an open file: macOS allows a process 256 unless it asks
-    # workers=1: the chat room lives in this process's memory; `--env production` would otherwise fork
-    # one process per CPU and split the room into islands that never hear each other. Cello's banner then
-    # says "Workers: 1", whatever --workers or --env production asked for.
+    app.set_threadpool(ThreadPoolConfig(size=ROOM_SIZE))
+    # One process: the room lives in its memory (step7.md#run-the-application).
     app.run(host="127.0.0.1", port=8000, workers=1)

@@ -7,7 +7,7 @@
 #   4. Answer GET / with some text:
 #          @app.get("/")
 #          def index(request):
-#              return Response.text("The Cello chat server is running. The chat page arrives in step 5.\n")
+#              return Response.text("The chat server is running. ...\n")
 #
 # Run it:       make step 1        then open http://127.0.0.1:8000
 # Check it:     pytest steps/step1

@@ -94,3 +94,51 @@ def test_remove_client_forgets_a_connection_and_may_be_called_twice(store):
             "remove_client raised KeyError for a connection already gone. Use clients.pop(ws_id, None): "
             "a cleanup that raises skips everything after it (the tutorial lost its \"left the chat\" this way)."
         ) from None
+
+
+def rename(store, ws_id, name):
+    do_rename = need(
+        store, "rename", "Write `rename(ws_id, new_name)`: it renames and returns the old name."
+    )
+    return do_rename(ws_id, name)
+
+
+@pytest.mark.guide("step2.md#renaming")
+def test_rename_stores_the_new_name_and_returns_the_old_one(store):
+    """rename(ws_id, "Ada") stores the new name and returns the one it replaces."""
+    old = add_client(store, 11)
+    returned = rename(store, 11, "Ada")
+    assert returned == old, f"rename should return the old name, {old!r}, not {returned!r}."
+    assert store.clients[11]["username"] == "Ada", (
+        f"After rename(11, 'Ada'), clients[11] is {store.clients[11]!r}."
+    )
+
+
+@pytest.mark.guide("step2.md#renaming")
+def test_a_name_someone_else_uses_is_refused_ignoring_case(store):
+    """Nobody can take a name another client uses, in any letter case: NameTaken says so."""
+    add_client(store, 21)
+    rename(store, 21, "Grace")
+    second = add_client(store, 22)
+    taken = need(store, "NameTaken", "Define `class NameTaken(ValueError)` for a name in use.")
+    with pytest.raises(taken, match="taken") as refused:
+        rename(store, 22, "gRACE")
+    assert store.clients[22]["username"] == second, (
+        f"The refused rename still changed the name: clients[22] is {store.clients[22]!r}."
+    )
+    assert refused.value.args, "NameTaken should say which name is taken."
+
+
+@pytest.mark.guide("step2.md#renaming")
+def test_you_may_rename_yourself_in_another_case(store):
+    """The name you already have is yours in any letter case: "alice" may become "Alice"."""
+    add_client(store, 31)
+    rename(store, 31, "alice")
+    try:
+        rename(store, 31, "Alice")
+    except ValueError as problem:
+        raise AssertionError(
+            f"Renaming yourself from 'alice' to 'Alice' was refused ({problem}). Your own "
+            "name does not count as taken: compare with the old name first."
+        ) from None
+    assert store.clients[31]["username"] == "Alice"

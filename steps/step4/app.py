@@ -6,147 +6,88 @@ import threading
 
 from cello import App, Response
 
+from messages import BadMessage, parse_message
+
 app = App()
 
 # Every connected client: ws_id -> {"ws": ws, "username": str}
 clients = {}
-# Cello runs WebSocket handlers on several threads at once, so every read or write of `clients`
-# holds this lock (the tutorial has none, and its room breaks when people join together).
+# Handlers run on many threads at once: use `clients` only while holding this lock
+# (step2.md#the-client-store).
 clients_lock = threading.Lock()
-# Default names come from a counter, not the tutorial's f"User-{id(ws) % 10000}": the addresses of
-# live objects share their last digits, and 60 connections got only 42 distinct names.
+# A counter, not the tutorial's id(ws) % 10000 (step2.md#distinct-default-names).
 user_numbers = itertools.count(1)
 
 
 def name_taken(name: str) -> bool:
-    """Whether a connected client uses this name, ignoring case. Call it with clients_lock held."""
-    return any(client["username"].casefold() == name.casefold() for client in clients.values())
+    """Whether a connected client uses this name, ignoring case. Hold clients_lock."""
+    return any(c["username"].casefold() == name.casefold() for c in clients.values())
 
 
 def add_client(ws_id: int, ws) -> str:
-    """Register a new connection under a default name nobody uses, and return that name."""
+    """Register a connection under a default name nobody uses, and return that name."""
     with clients_lock:
         username = f"User-{next(user_numbers)}"
-        while name_taken(username):  # someone may have chosen "User-7" with set_name
+        while name_taken(username):  # someone may have chosen "User-7" already
             username = f"User-{next(user_numbers)}"
         clients[ws_id] = {"ws": ws, "username": username}
     return username
 
 
-def remove_client(ws_id: int) -> None:
-    """Forget a connection. Safe to call twice (the tutorial's `del clients[ws_id]` raised KeyError)."""
-    with clients_lock:
-        clients.pop(ws_id, None)
-
-
-MAX_NAME_LENGTH = 32
-MAX_MESSAGE_LENGTH = 2000
-# Longer frames are refused before json.loads spends time on them. 2,000 characters still fit when a
-# client escapes every one as a \uXXXX\uXXXX pair (12 characters each).
-MAX_FRAME_LENGTH = 25_000
-
-
-class BadMessage(ValueError):
-    """Input the chat refuses: the sender gets the reason back, and the connection stays open."""
-
-
-def parse_message(content) -> dict:
-    """One incoming frame as {"type": "chat", "message": ...} or {"type": "set_name", "name": ...}."""
-    if not isinstance(content, str):
-        raise BadMessage("Binary frames are not supported: send text, or JSON such as {\"type\": \"chat\", \"message\": \"hi\"}.")
-    if len(content) > MAX_FRAME_LENGTH:
-        raise BadMessage(f"That message is {len(content):,} characters long; the limit is {MAX_MESSAGE_LENGTH:,}.")
-    try:
-        data = json.loads(content)
-    except json.JSONDecodeError:
-        data = {"type": "chat", "message": content}  # plain text is a chat message, as in the tutorial
-    except RecursionError:
-        raise BadMessage("That JSON is nested too deeply.") from None
-    if not isinstance(data, dict):
-        raise BadMessage(
-            f"Expected a JSON object such as {{\"type\": \"chat\", \"message\": \"hi\"}}, got {json_kind(data)}."
-        )
-    kind = data.get("type")
-    if kind == "chat":
-        return {"type": "chat", "message": clean_chat_text(data.get("message"))}
-    if kind == "set_name":
-        return {"type": "set_name", "name": clean_name(data.get("name"))}
-    raise BadMessage(f'Unknown message type {json.dumps(kind)}: use "chat" or "set_name".')
-
-
-def json_kind(value) -> str:
-    """What a learner typed, in JSON's words: "a JSON array", not Python's "list"."""
-    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
-    return "null" if value is None else f"a JSON {kinds[type(value)]}"
-
-
-def clean_chat_text(message) -> str:
-    if not isinstance(message, str):
-        raise BadMessage('A chat message needs "message": a string.')
-    if not message.strip():
-        raise BadMessage("Empty messages are not sent.")
-    if len(message) > MAX_MESSAGE_LENGTH:
-        raise BadMessage(f"That message is {len(message):,} characters long; the limit is {MAX_MESSAGE_LENGTH:,}.")
-    return message
-
-
-def clean_name(name) -> str:
-    if not isinstance(name, str):
-        raise BadMessage('set_name needs "name": a string, such as {"type": "set_name", "name": "Alice"}.')
-    name = name.strip()
-    if not name:
-        raise BadMessage("A name cannot be empty.")
-    if len(name) > MAX_NAME_LENGTH:
-        raise BadMessage(f"A name can be at most {MAX_NAME_LENGTH} characters long.")
-    if not name.isprintable():
-        raise BadMessage("A name cannot contain line breaks or control characters.")
-    return name
+class NameTaken(ValueError):
+    """Someone else uses that name."""
 
 
 def rename(ws_id: int, new_name: str) -> str:
-    """Give a client a new name and return its old one; BadMessage if someone else has the name."""
+    """Give a client a new name and return the old one; NameTaken if someone has it."""
     with clients_lock:
         client = clients[ws_id]
         old_name = client["username"]
         if new_name.casefold() != old_name.casefold() and name_taken(new_name):
-            raise BadMessage(f"The name {new_name} is taken: choose another.")
+            raise NameTaken(f"The name {new_name} is taken: choose another.")
         client["username"] = new_name
     return old_name
 
 
-def send_to(ws, payload: dict) -> None:
-    """Send one message to one client; a client that has just left is no error."""
-    try:
-        ws.send_text(json.dumps(payload))
-    except ConnectionError:
-        pass  # its own handler is about to see the close and clean up
+def remove_client(ws_id: int) -> None:
+    """Forget a connection; calling it twice is no error (step2.md#leaving)."""
+    with clients_lock:
+        clients.pop(ws_id, None)
 
 
-# TODO(step 4): replace the stand-in below with the real broadcast, then delete the stand-in and the
-# handler's `current_sender.ws = ws` line.
+# TODO(step 4): replace the stand-in below with the real broadcast, then delete the
+# stand-in (its comment, current_sender, its function) and the handler's first
+# line, `current_sender.ws = ws`.
 #
 #     def broadcast(payload: dict) -> None:
 #         """Send one message to every connected client."""
 #
-#   1. text = json.dumps(payload), once for everybody.
-#   2. Under clients_lock, copy the sockets: [client["ws"] for client in clients.values()].
-#      Send outside the lock. (The tutorial loops over the live dict: when someone joins or leaves
-#      meanwhile, Python raises "dictionary changed size during iteration".)
-#   3. ws.send_text(text) to each; catch ConnectionError and go on. Do NOT remove that client here:
-#      its own handler's `finally` removes it and announces "left the chat". (The tutorial removes it
-#      in both places, so `del clients[ws_id]` raises KeyError and "left the chat" is never sent.)
+#   1. Under clients_lock, copy the sockets: [c["ws"] for c in clients.values()]
+#   2. Outside the lock, send_to(ws, payload) each of them. Never remove a client here:
+#      their own handler's `finally` removes them and announces them.
 #
-# Try it:       make step 4, then two terminals with: python -m websockets ws://127.0.0.1:8000/ws/chat
-# Check it:     pytest steps/step4          Guide: docs/step4.md
+# Try it:    make step 4, then in two terminals:
+#            python -m websockets ws://127.0.0.1:8000/ws/chat
+# Check it:  pytest steps/step4          Guide: docs/step4.md
 # END TODO
-# Bridge to step 4: the tutorial's handler calls broadcast() one step before it writes it. Until then
-# this stand-in echoes each announcement to the connection whose handler made it, so that step 3 runs
-# and can be tried on its own. Step 4 replaces it (and the handler's `current_sender` line).
+# Step 4 writes broadcast(); until then it echoes (step3.md#a-bridge-to-step-4).
 current_sender = threading.local()
 
 
 def broadcast(payload: dict) -> None:
     send_to(current_sender.ws, payload)
+
+
+def send_to(ws, payload: dict) -> None:
+    """Send one message to one client; one that has just left is no error."""
+    try:
+        ws.send_text(json.dumps(payload))
+    except ConnectionError:
+        pass  # its own handler sees the close and cleans up
+
+
+def announce(news: str) -> None:
+    broadcast({"type": "system", "message": news})
 
 
 @app.websocket("/ws/chat")
@@ -155,27 +96,24 @@ def chat_handler(ws):
     current_sender.ws = ws
     ws_id = id(ws)
     username = add_client(ws_id, ws)
-    broadcast({"type": "system", "message": f"{username} joined the chat"})
+    announce(f"{username} joined the chat")
     try:
         while (msg := ws.recv()) is not None:
             try:
-                # msg.content, not the tutorial's msg.text: that is the WebSocketMessage.text constructor,
-                # and json.loads(msg.text) raised TypeError and dropped the sender on their first message.
-                data = parse_message(msg.content)
+                data = parse_message(msg.content)  # (step3.md#read-the-message)
                 if data["type"] == "set_name":
                     old_name = rename(ws_id, data["name"])
                     username = data["name"]
-                    broadcast({"type": "system", "message": f"{old_name} is now known as {username}"})
-                else:
-                    broadcast({"type": "chat", "username": username, "message": data["message"]})
-            except BadMessage as problem:
-                # Only the sender hears about bad input, and its connection stays open.
+                    announce(f"{old_name} is now known as {username}")
+                else:  # {"type": "chat", "message": ...} and who said it
+                    broadcast(data | {"username": username})
+            except (BadMessage, NameTaken) as problem:  # only its sender hears of it
                 send_to(ws, {"type": "error", "message": str(problem)})
     finally:
         remove_client(ws_id)
-        broadcast({"type": "system", "message": f"{username} left the chat"})
+        announce(f"{username} left the chat")
 
 
 @app.get("/")
 def index(request):
-    return Response.text("The Cello chat server is running. The chat page arrives in step 5.\n")
+    return Response.text("The chat server is running. The page arrives in step 5.\n")
