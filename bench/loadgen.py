@@ -19,11 +19,13 @@ import sys
 import time
 import zlib
 
-PROBE = b"bench:p:"   # latency probes: bench:p:<probe id>
-FLOOD = b"bench:f:"   # throughput messages: bench:f:<worker>.<conn>.<seq>
+PROBE = b"bench:p:"  # latency probes: bench:p:<probe id>
+FLOOD = b"bench:f:"  # throughput messages: bench:f:<worker>.<conn>.<seq>
 
 PING = b'{"type": "ping"'
-COMPRESSION_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+COMPRESSION_OFFER = (
+    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+)
 PONG = '{"type": "pong"}'
 
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
@@ -56,10 +58,14 @@ class Participant(asyncio.BufferedProtocol):
         self.handshaken = asyncio.get_running_loop().create_future()
         self.closed = False
         self.buffer = b""
-        self.inflater = None       # set when the server compresses its messages (permessage-deflate)
-        self.fresh_inflater = False  # server_no_context_takeover: a new inflater for each message
-        self.in_flight = 0         # flood messages sent and not yet seen back
-        self.sent_ns = {}          # flood seq -> send time, for the sender's own round trips
+        self.inflater = (
+            None  # set when the server compresses its messages (permessage-deflate)
+        )
+        self.fresh_inflater = (
+            False  # server_no_context_takeover: a new inflater for each message
+        )
+        self.in_flight = 0  # flood messages sent and not yet seen back
+        self.sent_ns = {}  # flood seq -> send time, for the sender's own round trips
         self.seq = 0
         self.next_send_ns = 0
         self.timer_armed = False
@@ -89,19 +95,24 @@ class Participant(asyncio.BufferedProtocol):
             if end < 0:
                 self.buffer = buffer
                 return
-            status = buffer[:buffer.find(b"\r\n")]
+            status = buffer[: buffer.find(b"\r\n")]
             if b" 101 " not in status:
-                self.handshaken.set_exception(ConnectionError(status.decode(errors="replace")))
+                self.handshaken.set_exception(
+                    ConnectionError(status.decode(errors="replace"))
+                )
                 self.transport.close()
                 return
-            extensions = [line for line in buffer[:end].lower().split(b"\r\n")
-                          if line.startswith(b"sec-websocket-extensions:")]
+            extensions = [
+                line
+                for line in buffer[:end].lower().split(b"\r\n")
+                if line.startswith(b"sec-websocket-extensions:")
+            ]
             if extensions and b"permessage-deflate" in extensions[0]:
                 self.inflater = zlib.decompressobj(-15)
                 self.fresh_inflater = b"server_no_context_takeover" in extensions[0]
             self.handshaken.set_result(True)
             self.worker.live += 1
-            buffer = buffer[end + 4:]
+            buffer = buffer[end + 4 :]
         position, size = 0, len(buffer)
         while size - position >= 2:
             first, second = buffer[position], buffer[position + 1]
@@ -109,16 +120,16 @@ class Participant(asyncio.BufferedProtocol):
             if length == 126:
                 if size - position < 4:
                     break
-                length = int.from_bytes(buffer[position + 2:position + 4], "big")
+                length = int.from_bytes(buffer[position + 2 : position + 4], "big")
                 start = position + 4
             elif length == 127:
                 if size - position < 10:
                     break
-                length = int.from_bytes(buffer[position + 2:position + 10], "big")
+                length = int.from_bytes(buffer[position + 2 : position + 10], "big")
                 start = position + 10
             if size < start + length:
                 break
-            payload = buffer[start:start + length]
+            payload = buffer[start : start + length]
             position = start + length
             opcode = first & 0x0F
             if opcode == OP_TEXT:
@@ -140,11 +151,11 @@ class Worker:
     def __init__(self, worker_id):
         self.worker_id = worker_id
         self.participants = []
-        self.live = 0               # participants handshaken and not yet closed
+        self.live = 0  # participants handshaken and not yet closed
         self.read_buffer = memoryview(bytearray(65536))  # shared: one read at a time
-        self.probe_seen = {}        # probe id -> [participants who got it, latest arrival ns]
-        self.probe_waiters = {}     # probe id -> future resolved when all live conns saw it
-        self.flood = None           # dict while a flood window is being counted
+        self.probe_seen = {}  # probe id -> [participants who got it, latest arrival ns]
+        self.probe_waiters = {}  # probe id -> future resolved when all live conns saw it
+        self.flood = None  # dict while a flood window is being counted
 
     # -- events from participants -------------------------------------------------
     def on_text(self, participant, payload):
@@ -152,11 +163,12 @@ class Worker:
         at = payload.find(b"bench:")
         if at < 0:
             if payload.startswith(PING):
-                participant.send_text(PONG)  # the finished app drops participants that never answer
+                # The finished app drops participants that never answer.
+                participant.send_text(PONG)
             return
-        kind = payload[at:at + 8]
+        kind = payload[at : at + 8]
         if kind == PROBE:
-            probe_id = int(payload[at + 8:payload.index(b'"', at)])
+            probe_id = int(payload[at + 8 : payload.index(b'"', at)])
             seen = self.probe_seen.setdefault(probe_id, [0, 0])
             seen[0] += 1
             seen[1] = now
@@ -167,7 +179,7 @@ class Worker:
             flood = self.flood
             if flood["start"] <= now < flood["end"]:
                 flood["deliveries"] += 1
-            tag = payload[at + 8:payload.index(b'"', at)].split(b".")
+            tag = payload[at + 8 : payload.index(b'"', at)].split(b".")
             if int(tag[0]) == self.worker_id and int(tag[1]) == participant.index:
                 sent = participant.sent_ns.pop(int(tag[2]), None)
                 if sent is not None:
@@ -192,10 +204,11 @@ class Worker:
                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                         "Sec-WebSocket-Version: 13\r\n"
                         # What every browser offers; a server may accept it (and compress) or not.
-                        f"{COMPRESSION_OFFER if offer_compression else ''}\r\n".encode())
+                        f"{COMPRESSION_OFFER if offer_compression else ''}\r\n".encode()
+                    )
                     await asyncio.wait_for(participant.handshaken, 30)
                     return participant
-                except (OSError, ConnectionError, asyncio.TimeoutError) as error:
+                except (TimeoutError, OSError, ConnectionError) as error:
                     failures.append(repr(error))
                     if participant.transport is not None:
                         participant.transport.close()
@@ -204,9 +217,14 @@ class Worker:
         opened = await asyncio.gather(*(open_one(i) for i in range(count)))
         self.participants.extend(p for p in opened if p is not None)
         for position, participant in enumerate(self.participants):
-            participant.index = position  # commands name participants by their place in this list
-        return {"connected": len(self.participants), "failed": len(failures),
-                "errors": sorted(set(failures))[:3]}
+            participant.index = (
+                position  # commands name participants by their place in this list
+            )
+        return {
+            "connected": len(self.participants),
+            "failed": len(failures),
+            "errors": sorted(set(failures))[:3],
+        }
 
     async def probe(self, probe_id, sender, timeout):
         """Send probe `probe_id` from participant `sender` (if it is ours) and
@@ -216,27 +234,40 @@ class Worker:
         sent_ns = None
         if sender is not None:
             sent_ns = time.monotonic_ns()
-            self.participants[sender].send_text(json.dumps(
-                {"type": "chat", "message": f"bench:p:{probe_id}"}))
+            self.participants[sender].send_text(
+                json.dumps({"type": "chat", "message": f"bench:p:{probe_id}"})
+            )
         seen = self.probe_seen.setdefault(probe_id, [0, 0])
         if seen[0] >= self.live:
             waiter.set_result(None)
         try:
             await asyncio.wait_for(waiter, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         del self.probe_waiters[probe_id]
         count, last = self.probe_seen.pop(probe_id)
-        return {"probe": probe_id, "sent_ns": sent_ns, "last_ns": last, "received": count, "live": self.live}
+        return {
+            "probe": probe_id,
+            "sent_ns": sent_ns,
+            "last_ns": last,
+            "received": count,
+            "live": self.live,
+        }
 
     async def run_flood(self, senders, start_ns, duration, window, interval):
         """Each sender keeps at most `window` messages in flight and sends at most
         one every `interval` seconds (under the server's rate limit). Deliveries of
         flood messages to every participant here are counted inside the window."""
         loop = asyncio.get_running_loop()
-        self.flood = flood = {"start": start_ns, "end": start_ns + int(duration * 1e9),
-                              "deliveries": 0, "round_trips": [], "sent": 0,
-                              "window": window, "interval_ns": int(interval * 1e9)}
+        self.flood = flood = {
+            "start": start_ns,
+            "end": start_ns + int(duration * 1e9),
+            "deliveries": 0,
+            "round_trips": [],
+            "sent": 0,
+            "window": window,
+            "interval_ns": int(interval * 1e9),
+        }
         chosen = [self.participants[i] for i in senders]
         await asyncio.sleep(max(start_ns - time.monotonic_ns(), 0) / 1e9)
         cpu_start = time.process_time()
@@ -247,22 +278,32 @@ class Worker:
         cpu_window = time.process_time() - cpu_start
         # Let what is in flight arrive so the next phase starts from a quiet room.
         deadline = loop.time() + 10
-        while any(p.in_flight and not p.closed for p in chosen) and loop.time() < deadline:
+        while (
+            any(p.in_flight and not p.closed for p in chosen) and loop.time() < deadline
+        ):
             await asyncio.sleep(0.01)
         self.flood = None
         for participant in chosen:
             participant.sent_ns.clear()
             participant.in_flight = 0
         trips = sorted(flood["round_trips"])
-        return {"deliveries": flood["deliveries"], "sent": flood["sent"], "cpu_seconds": cpu_window,
-                "round_trip_ms_p50": trips[len(trips) // 2] / 1e6 if trips else None,
-                "live": self.live}
+        return {
+            "deliveries": flood["deliveries"],
+            "sent": flood["sent"],
+            "cpu_seconds": cpu_window,
+            "round_trip_ms_p50": trips[len(trips) // 2] / 1e6 if trips else None,
+            "live": self.live,
+        }
 
     def send_flood(self, participant):
         """Send the participant's next flood message if its window and pace allow,
         else come back when they do (on its echo, or on a timer)."""
         flood = self.flood
-        if flood is None or participant.closed or participant.in_flight >= flood["window"]:
+        if (
+            flood is None
+            or participant.closed
+            or participant.in_flight >= flood["window"]
+        ):
             return
         now = time.monotonic_ns()
         if now >= flood["end"]:
@@ -271,16 +312,27 @@ class Worker:
             if not participant.timer_armed:
                 participant.timer_armed = True
                 asyncio.get_running_loop().call_later(
-                    (participant.next_send_ns - now) / 1e9, self.timer_fired, participant)
+                    (participant.next_send_ns - now) / 1e9,
+                    self.timer_fired,
+                    participant,
+                )
             return
         seq = participant.seq
         participant.seq += 1
         participant.sent_ns[seq] = now
         participant.in_flight += 1
-        participant.next_send_ns = max(participant.next_send_ns + flood["interval_ns"], now)
+        participant.next_send_ns = max(
+            participant.next_send_ns + flood["interval_ns"], now
+        )
         flood["sent"] += 1
-        participant.send_text(json.dumps(
-            {"type": "chat", "message": f"bench:f:{self.worker_id}.{participant.index}.{seq}"}))
+        participant.send_text(
+            json.dumps(
+                {
+                    "type": "chat",
+                    "message": f"bench:f:{self.worker_id}.{participant.index}.{seq}",
+                }
+            )
+        )
 
     def timer_fired(self, participant):
         participant.timer_armed = False
@@ -289,7 +341,9 @@ class Worker:
     def close_all(self):
         for participant in self.participants:
             if not participant.closed:
-                participant.transport.write(client_frame(OP_CLOSE, struct.pack("!H", 1000)))
+                participant.transport.write(
+                    client_frame(OP_CLOSE, struct.pack("!H", 1000))
+                )
                 participant.transport.close()
         return {"closed": True}
 
@@ -297,8 +351,11 @@ class Worker:
 async def main():
     worker = Worker(int(sys.argv[1]))
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2 ** 20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    reader = asyncio.StreamReader(limit=2**20)
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+    )
+
     async def answer(command):
         name = command.pop("cmd")
         if name == "connect":

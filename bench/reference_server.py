@@ -21,7 +21,7 @@ from websockets.http11 import Response
 MAX_NAME = 32
 MAX_MESSAGE = 2000
 
-names = {}                 # connection -> display name
+names = {}  # connection -> display name
 default_numbers = itertools.count(1)
 
 
@@ -31,13 +31,19 @@ def announce(payload):
 
 def name_taken(name, asking):
     wanted = name.casefold()
-    return any(other.casefold() == wanted for conn, other in names.items() if conn is not asking)
+    return any(
+        other.casefold() == wanted
+        for conn, other in names.items()
+        if conn is not asking
+    )
 
 
 def users_endpoint(connection, request):
     if request.path == "/users":
         body = json.dumps({"users": list(names.values()), "count": len(names)}).encode()
-        headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        headers = Headers(
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
         return Response(http.HTTPStatus.OK, "OK", headers, body)
     return None
 
@@ -51,7 +57,9 @@ async def chat(connection):
     try:
         async for text in connection:
             if not isinstance(text, str):
-                await connection.send(json.dumps({"type": "error", "message": "Send text, not binary."}))
+                await connection.send(
+                    json.dumps({"type": "error", "message": "Send text, not binary."})
+                )
                 continue
             try:
                 data = json.loads(text)
@@ -63,20 +71,40 @@ async def chat(connection):
             if kind == "set_name":
                 new = str(data.get("name", "")).strip()
                 if not 1 <= len(new) <= MAX_NAME or name_taken(new, connection):
-                    await connection.send(json.dumps(
-                        {"type": "error", "message": f"Name must be 1-{MAX_NAME} characters and not in use."}))
+                    await connection.send(
+                        json.dumps(
+                            {
+                                "type": "error",
+                                "message": f"Name must be 1-{MAX_NAME} characters and not in use.",
+                            }
+                        )
+                    )
                     continue
                 old, names[connection] = names[connection], new
                 announce({"type": "system", "message": f"{old} is now known as {new}"})
             elif kind == "chat":
                 message = data.get("message")
-                if not isinstance(message, str) or not message.strip() or len(message) > MAX_MESSAGE:
-                    await connection.send(json.dumps(
-                        {"type": "error", "message": f"Messages are 1-{MAX_MESSAGE} characters."}))
+                if (
+                    not isinstance(message, str)
+                    or not message.strip()
+                    or len(message) > MAX_MESSAGE
+                ):
+                    await connection.send(
+                        json.dumps(
+                            {
+                                "type": "error",
+                                "message": f"Messages are 1-{MAX_MESSAGE} characters.",
+                            }
+                        )
+                    )
                     continue
-                announce({"type": "chat", "username": names[connection], "message": message})
+                announce(
+                    {"type": "chat", "username": names[connection], "message": message}
+                )
             else:
-                await connection.send(json.dumps({"type": "error", "message": f"Unknown type {kind!r}."}))
+                await connection.send(
+                    json.dumps({"type": "error", "message": f"Unknown type {kind!r}."})
+                )
     finally:
         left = names.pop(connection)
         announce({"type": "system", "message": f"{left} left the chat"})

@@ -22,28 +22,48 @@ class CheckRun:
     outcomes: dict[str, str]  # test id -> "passed" / "failed" / "error" / "skipped"
 
 
-def run_step_checks(check_dirs: list[Path], app_dir: Path, tmp_path: Path, env: dict | None = None) -> CheckRun:
+def run_step_checks(
+    check_dirs: list[Path], app_dir: Path, tmp_path: Path, env: dict | None = None
+) -> CheckRun:
     report = tmp_path / f"report-{len(list(tmp_path.iterdir()))}.xml"
     command = [
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
-        "--app", str(app_dir), *map(str, check_dirs),
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={report}",
+        "--app",
+        str(app_dir),
+        *map(str, check_dirs),
     ]
     finished = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
     )
     outcomes = {}
     if report.exists():
         for case in ElementTree.parse(report).iter("testcase"):
             name = f"{case.get('classname')}::{case.get('name')}"
             kinds = {child.tag for child in case}
-            outcome = next((kind for kind in ("failure", "error", "skipped") if kind in kinds), "passed")
+            outcome = next(
+                (kind for kind in ("failure", "error", "skipped") if kind in kinds),
+                "passed",
+            )
             outcomes[name] = {"failure": "failed"}.get(outcome, outcome)
     return CheckRun(finished.returncode, finished.stdout + finished.stderr, outcomes)
 
 
 @pytest.fixture
 def run_checks(tmp_path):
-    return lambda check_dirs, app_dir, env=None: run_step_checks(check_dirs, app_dir, tmp_path, env)
+    return lambda check_dirs, app_dir, env=None: run_step_checks(
+        check_dirs, app_dir, tmp_path, env
+    )
 
 
 class Background:
@@ -51,8 +71,13 @@ class Background:
 
     def __init__(self, command: list[str], env: dict | None = None):
         self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, **(env or {})}, start_new_session=True,
+            command,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
 
     def interrupt(self, timeout: float = 10) -> tuple[int, str]:
@@ -63,7 +88,9 @@ class Background:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             output, _ = self.process.communicate()
-            raise AssertionError(f"{self.process.args} did not stop within {timeout} s of Ctrl-C:\n{output}") from None
+            raise AssertionError(
+                f"{self.process.args} did not stop within {timeout} s of Ctrl-C:\n{output}"
+            ) from None
         return self.process.returncode, output
 
 

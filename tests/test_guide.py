@@ -24,16 +24,28 @@ PROBE = 'GUIDE_DRIFT_PROBE = "changed in solutions/step4 only"'
 NUMBERS_IN_THE_PROSE = [
     ("solutions/step3/messages.py", "MAX_NAME_LENGTH", 32, "step3.md"),
     ("solutions/step3/messages.py", "MAX_MESSAGE_LENGTH", 2000, "step3.md"),
-    ("solutions/step7/app.py", "HEARTBEAT_SECONDS", 30, "step5.md, step7.md, disconnects.md, testing-the-chat.md"),
+    (
+        "solutions/step7/app.py",
+        "HEARTBEAT_SECONDS",
+        30,
+        "step5.md, step7.md, disconnects.md, testing-the-chat.md",
+    ),
     ("solutions/step7/app.py", "ROOM_SIZE", 500, "step7.md, room.md"),
-    ("solutions/room/classroom.py", "SEND_TIMEOUT_SECONDS", 5, "room.md, disconnects.md"),
+    (
+        "solutions/room/classroom.py",
+        "SEND_TIMEOUT_SECONDS",
+        5,
+        "room.md, disconnects.md",
+    ),
     ("solutions/room/classroom.py", "MAX_BACKLOG", 5000, "room.md, disconnects.md"),
     ("solutions/room/classroom.py", "DELIVERY_THREADS", 4, "room.md"),
 ]
 
 
 def load_hook():
-    spec = importlib.util.spec_from_file_location("step_code_hook", ROOT / "docs" / "hooks" / "step_code.py")
+    spec = importlib.util.spec_from_file_location(
+        "step_code_hook", ROOT / "docs" / "hooks" / "step_code.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -41,13 +53,25 @@ def load_hook():
 
 def build_guide(project: Path, site: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(project / "mkdocs.yml"), "-d", str(site)],
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "-f",
+            str(project / "mkdocs.yml"),
+            "-d",
+            str(site),
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
         timeout=120,
     )
-    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
+    )
 
 
 def built_page(site: Path, page: str) -> Path:
@@ -62,19 +86,27 @@ def page_html(site: Path, page: str) -> str:
 def code_blocks(page: str) -> list[str]:
     """The text of every <code> block of a built page, as a reader sees it."""
     blocks = re.findall(r"<code>(.*?)</code>", page, flags=re.DOTALL)
-    return [_normalise(html.unescape(re.sub(r"<[^>]+>", "", block))) for block in blocks]
+    return [
+        _normalise(html.unescape(re.sub(r"<[^>]+>", "", block))) for block in blocks
+    ]
 
 
 def _normalise(text: str) -> str:
     # Markdown expands tabs and drops trailing blanks; compare what survives that.
-    return "\n".join(line.expandtabs(4).rstrip() for line in text.strip("\n").splitlines())
+    return "\n".join(
+        line.expandtabs(4).rstrip() for line in text.strip("\n").splitlines()
+    )
 
 
 def module_setting(path: Path, name: str) -> float:
     """A module-level setting's value: `NAME = 32`, or the default of `NAME = float(os.environ.get("X", "5"))`."""
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
-            defaults = [c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant)]
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            defaults = [
+                c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant)
+            ]
             return float(defaults[-1])
     raise AssertionError(f"{path.relative_to(ROOT)} no longer defines {name}")
 
@@ -84,7 +116,9 @@ def learner_files(folder: Path) -> list[Path]:
     return sorted(
         path
         for path in folder.iterdir()
-        if path.is_file() and not path.name.startswith(("test_", "conftest")) and path.suffix != ".pyc"
+        if path.is_file()
+        and not path.name.startswith(("test_", "conftest"))
+        and path.suffix != ".pyc"
     )
 
 
@@ -108,22 +142,31 @@ def test_step_page_shows_the_steps_real_files(site, step):
 
 
 def test_every_guide_section_the_checks_point_to_exists(site):
-    sources = [*ROOT.glob("steps/*/test_*.py"), *ROOT.glob("workshop/**/*.py"), *ROOT.glob("workshop/**/*.toml")]
+    sources = [
+        *ROOT.glob("steps/*/test_*.py"),
+        *ROOT.glob("workshop/**/*.py"),
+        *ROOT.glob("workshop/**/*.toml"),
+    ]
     references = {
         (page, anchor, source.relative_to(ROOT))
         for source in sources
         for page, anchor in GUIDE_REFERENCE.findall(source.read_text(encoding="utf-8"))
     }
-    assert references, "no guide references found: did the step checks stop naming their sections?"
+    assert references, (
+        "no guide references found: did the step checks stop naming their sections?"
+    )
     missing = [
         f"{source} points to docs/{page}.md#{anchor}"
         for page, anchor, source in sorted(references)
-        if not built_page(site, page).is_file() or f'id="{anchor}"' not in page_html(site, page)
+        if not built_page(site, page).is_file()
+        or f'id="{anchor}"' not in page_html(site, page)
     ]
     assert not missing, "guide sections that do not exist:\n" + "\n".join(missing)
 
 
-@pytest.mark.parametrize("source, name, stated, pages", NUMBERS_IN_THE_PROSE, ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    "source, name, stated, pages", NUMBERS_IN_THE_PROSE, ids=lambda v: str(v)
+)
 def test_the_numbers_the_guide_states_are_the_codes(source, name, stated, pages):
     actual = module_setting(ROOT / source, name)
     assert actual == stated, (
@@ -134,8 +177,13 @@ def test_the_numbers_the_guide_states_are_the_codes(source, name, stated, pages)
 
 def test_the_guide_loads_nothing_from_the_network(site):
     for page in site.rglob("*.html"):
-        external = re.findall(r'<(?:link|script)[^>]+(?:href|src)="(https?://[^"]+)"', page.read_text(encoding="utf-8"))
-        assert not external, f"{page.relative_to(site)} loads {external}: the guide must work offline"
+        external = re.findall(
+            r'<(?:link|script)[^>]+(?:href|src)="(https?://[^"]+)"',
+            page.read_text(encoding="utf-8"),
+        )
+        assert not external, (
+            f"{page.relative_to(site)} loads {external}: the guide must work offline"
+        )
 
 
 def test_changing_a_solution_changes_its_step_page(tmp_path):
@@ -146,31 +194,49 @@ def test_changing_a_solution_changes_its_step_page(tmp_path):
     for folder in ("docs", "steps", "solutions", "workshop"):
         shutil.copytree(ROOT / folder, project / folder, ignore=ignore)
     solution = project / "solutions" / "step4" / "app.py"
-    solution.write_text(solution.read_text(encoding="utf-8") + f"\n{PROBE}\n", encoding="utf-8")
+    solution.write_text(
+        solution.read_text(encoding="utf-8") + f"\n{PROBE}\n", encoding="utf-8"
+    )
 
     site = tmp_path / "site"
     build_guide(project, site)
 
     step4 = page_html(site, "step4")
     probe_lines = [line for line in step4.splitlines() if "GUIDE_DRIFT_PROBE" in line]
-    assert any('class="hll"' in line for line in probe_lines), "step 4's finished code does not highlight the new line"
-    assert any('class="gi"' in line for line in probe_lines), "step 4's diff does not show the new line as added"
+    assert any('class="hll"' in line for line in probe_lines), (
+        "step 4's finished code does not highlight the new line"
+    )
+    assert any('class="gi"' in line for line in probe_lines), (
+        "step 4's diff does not show the new line as added"
+    )
     step5 = page_html(site, "step5")
     assert any(
-        'class="gd"' in line for line in step5.splitlines() if "GUIDE_DRIFT_PROBE" in line
+        'class="gd"' in line
+        for line in step5.splitlines()
+        if "GUIDE_DRIFT_PROBE" in line
     ), "step 5's diff does not show the line step 5 lacks as removed"
 
 
 def test_highlights_are_the_added_and_changed_lines():
     hook = load_hook()
     old = ["import json", "", "def broadcast(payload):", "    pass"]
-    new = ["import json", "import threading", "", "def broadcast(payload):", "    with lock:", "        send(payload)"]
+    new = [
+        "import json",
+        "import threading",
+        "",
+        "def broadcast(payload):",
+        "    with lock:",
+        "        send(payload)",
+    ]
     assert hook.changed_lines(old, new) == [2, 5, 6]
     assert hook.line_ranges([2, 5, 6, 7, 10]) == "2 5-7 10"
     diff = hook.unified_diff(old, new, "a/app.py", "b/app.py").splitlines()
     assert diff[:3] == ["--- a/app.py", "+++ b/app.py", "@@ -1,4 +1,6 @@"]
     assert [line for line in diff if line.startswith(("+", "-"))][2:] == [
-        "+import threading", "-    pass", "+    with lock:", "+        send(payload)"
+        "+import threading",
+        "-    pass",
+        "+    with lock:",
+        "+        send(payload)",
     ]
 
 

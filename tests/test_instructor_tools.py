@@ -15,21 +15,31 @@ from workshop.harness import start_server
 from workshop.ports import free_port, port_is_free
 from workshop.steps import ROOT, finished
 
-
 _printed: dict[int, queue.Queue] = {}
 
 
 def read_until(process, pattern: str, timeout: float = 20) -> list[str]:
     """Lines the process prints, up to and including the first that matches `pattern`."""
-    if process.pid not in _printed:  # a thread reads the pipe: select() cannot see lines Python has buffered
+    if (
+        process.pid not in _printed
+    ):  # a thread reads the pipe: select() cannot see lines Python has buffered
         lines = _printed[process.pid] = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+        threading.Thread(
+            target=lambda: [lines.put(line) for line in process.stdout], daemon=True
+        ).start()
     seen, deadline = [], time.monotonic() + timeout
     while True:
         try:
-            seen.append(_printed[process.pid].get(timeout=max(deadline - time.monotonic(), 0.001)))
+            seen.append(
+                _printed[process.pid].get(
+                    timeout=max(deadline - time.monotonic(), 0.001)
+                )
+            )
         except queue.Empty:
-            raise AssertionError(f"waited {timeout} s for a line matching {pattern!r}; got:\n" + "".join(seen)) from None
+            raise AssertionError(
+                f"waited {timeout} s for a line matching {pattern!r}; got:\n"
+                + "".join(seen)
+            ) from None
         if re.search(pattern, seen[-1]):
             return seen
 
@@ -38,32 +48,57 @@ def test_make_demo_prints_the_addresses_and_the_participant_count(background):
     port = free_port()
     demo = background(["make", "--no-print-directory", "demo", f"PORT={port}"])
     printed = read_until(demo.process, r"\b0 participants")
-    addresses = printed[printed.index("The chat is running on port %d. Ask the room to open:\n" % port) + 1 :]
-    for line in addresses[: addresses.index(next(a for a in addresses if a.startswith("On this machine")))]:
-        assert re.fullmatch(rf"    http://(?!127\.)\d+\.\d+\.\d+\.\d+:{port}\n", line) or "no network address" in line, line
+    addresses = printed[
+        printed.index(f"The chat is running on port {port}. Ask the room to open:\n")
+        + 1 :
+    ]
+    for line in addresses[
+        : addresses.index(next(a for a in addresses if a.startswith("On this machine")))
+    ]:
+        assert (
+            re.fullmatch(rf"    http://(?!127\.)\d+\.\d+\.\d+\.\d+:{port}\n", line)
+            or "no network address" in line
+        ), line
     assert f"On this machine: http://127.0.0.1:{port}" in "".join(printed)
 
-    with connect(f"ws://127.0.0.1:{port}/ws/chat"), connect(f"ws://127.0.0.1:{port}/ws/chat"):
+    with (
+        connect(f"ws://127.0.0.1:{port}/ws/chat"),
+        connect(f"ws://127.0.0.1:{port}/ws/chat"),
+    ):
         joined = read_until(demo.process, r"\b2 participants")
     assert "(+" in joined[-1], joined
     read_until(demo.process, r"\b0 participants \(-")
 
     exit_status, output = demo.interrupt()
-    output += "".join(_printed[demo.process.pid].queue)  # what the reading thread got first
-    assert exit_status in (0, -signal.SIGINT), f"make demo ended with {exit_status}:\n{output}"
+    # What the reading thread got first.
+    output += "".join(_printed[demo.process.pid].queue)
+    assert exit_status in (0, -signal.SIGINT), (
+        f"make demo ended with {exit_status}:\n{output}"
+    )
     assert "Traceback" not in output, output
-    assert port_is_free(port, "0.0.0.0"), f"make demo left a server on port {port} after Ctrl-C"
+    assert port_is_free(port, "0.0.0.0"), (
+        f"make demo left a server on port {port} after Ctrl-C"
+    )
 
 
 def test_make_demo_refuses_a_busy_port_and_names_who_holds_it():
     port = free_port()
-    with socket.socket() as holder:  # a forgotten `make solution 7` on the same port, say
+    with (
+        socket.socket() as holder
+    ):  # a forgotten `make solution 7` on the same port, say
         holder.bind(("127.0.0.1", port))
         holder.listen()
-        refused = subprocess.run(["make", "--no-print-directory", "demo", f"PORT={port}"],
-                                 cwd=ROOT, capture_output=True, text=True, timeout=30)
+        refused = subprocess.run(
+            ["make", "--no-print-directory", "demo", f"PORT={port}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     assert refused.returncode != 0
-    assert f"Port {port}" in refused.stderr and re.search(r"PORT=\d+ make demo", refused.stderr), refused.stderr
+    assert f"Port {port}" in refused.stderr and re.search(
+        r"PORT=\d+ make demo", refused.stderr
+    ), refused.stderr
     assert "held by pid" in refused.stderr, refused.stderr
 
 
@@ -77,22 +112,55 @@ def listen(watcher, until) -> None:
 
 def test_bots_join_talk_answer_pings_and_leave_on_ctrl_c():
     # A short heartbeat: bots that did not answer pings would be taken out of the room within a second.
-    with start_server(finished().solution_dir, env={"CHAT_HEARTBEAT_SECONDS": "0.2"}, direct=True) as server:
+    with start_server(
+        finished().solution_dir, env={"CHAT_HEARTBEAT_SECONDS": "0.2"}, direct=True
+    ) as server:
         watcher = server.connect()
         bots = subprocess.Popen(
-            [sys.executable, "-m", "workshop.bots", "--url", server.url, "--count", "4", "--pace", "0.3", "--arrival", "0.2", "--stay"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "workshop.bots",
+                "--url",
+                server.url,
+                "--count",
+                "4",
+                "--pace",
+                "0.3",
+                "--arrival",
+                "0.2",
+                "--stay",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         try:
             read_until(bots, r"All 4 bots are in the room")
-            talkers = lambda: {m["username"] for m in watcher.received if isinstance(m, dict) and m.get("type") == "chat"}
+
+            def talkers():
+                return {
+                    m["username"]
+                    for m in watcher.received
+                    if isinstance(m, dict) and m.get("type") == "chat"
+                }
+
             listen(watcher, lambda: len(talkers()) == 4)
-            assert all(not name.startswith("User-") for name in talkers()), f"the bots should pick names: {talkers()}"
+            assert all(not name.startswith("User-") for name in talkers()), (
+                f"the bots should pick names: {talkers()}"
+            )
             # Two seconds of 0.2 s heartbeats: a bot that never answered would have been taken out by now.
             deadline = time.monotonic() + 2
             listen(watcher, lambda: time.monotonic() > deadline)
-            departures = [m["message"] for m in watcher.received if "left the chat" in str(m.get("message", ""))]
-            assert not departures, f"bots that answer every ping stay in the room, yet: {departures}"
+            departures = [
+                m["message"]
+                for m in watcher.received
+                if "left the chat" in str(m.get("message", ""))
+            ]
+            assert not departures, (
+                f"bots that answer every ping stay in the room, yet: {departures}"
+            )
         finally:
             bots.send_signal(signal.SIGINT)
             output, _ = bots.communicate(timeout=10)
@@ -101,26 +169,62 @@ def test_bots_join_talk_answer_pings_and_leave_on_ctrl_c():
 
 
 def test_make_bots_and_make_bench_take_n():
-    bots = subprocess.run(["make", "-n", "--no-print-directory", "bots", "N=12", "PORT=8123"],
-                          cwd=ROOT, capture_output=True, text=True).stdout
+    bots = subprocess.run(
+        ["make", "-n", "--no-print-directory", "bots", "N=12", "PORT=8123"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "-m workshop bots --count 12 --url http://127.0.0.1:8123" in bots, bots
-    bench = subprocess.run(["make", "-n", "--no-print-directory", "bench", "N=2000"],
-                           cwd=ROOT, capture_output=True, text=True).stdout
+    bench = subprocess.run(
+        ["make", "-n", "--no-print-directory", "bench", "N=2000"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "-m workshop bench --participants 2000" in bench, bench
 
 
 def test_bench_measures_the_finished_chat_and_the_reference_side_by_side():
     finished = subprocess.run(
-        [sys.executable, "bench/run.py", "--participants", "20", "--workers", "2", "--probes", "5",
-         "--flood-seconds", "0.5", "--senders", "10", "--time-limit", "120"],
-        cwd=ROOT, capture_output=True, text=True, timeout=150,
+        [
+            sys.executable,
+            "bench/run.py",
+            "--participants",
+            "20",
+            "--workers",
+            "2",
+            "--probes",
+            "5",
+            "--flood-seconds",
+            "0.5",
+            "--senders",
+            "10",
+            "--time-limit",
+            "120",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
     table = finished.stdout
-    header = next(line for line in table.splitlines() if "cello" in line and "reference" in line)
+    header = next(
+        line for line in table.splitlines() if "cello" in line and "reference" in line
+    )
     assert "ratio" in header, table
-    held = next(line for line in table.splitlines() if line.startswith("participants held"))
+    held = next(
+        line for line in table.splitlines() if line.startswith("participants held")
+    )
     assert held.split()[2:5] == ["20", "20", "1.00x"], table
-    for row in ("time to reach all, p50", "time to reach all, p99", "deliveries/s", "memory per participant"):
-        assert re.search(rf"^{re.escape(row)}.*\d.*\d.*x$", table, re.MULTILINE), f"no figures for {row}:\n{table}"
+    for row in (
+        "time to reach all, p50",
+        "time to reach all, p99",
+        "deliveries/s",
+        "memory per participant",
+    ):
+        assert re.search(rf"^{re.escape(row)}.*\d.*\d.*x$", table, re.MULTILINE), (
+            f"no figures for {row}:\n{table}"
+        )
     assert "load generators CPU" in table and "bytes unread" in table, table

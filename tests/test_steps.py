@@ -55,7 +55,9 @@ def test_starter_fails_every_one_of_its_own_checks_in_plain_words(step, run_chec
     assert run.output.count(f"Read: {step.guide_page}#") >= len(failures), (
         f"Every failure should point to a section of {step.guide_page}:\n{run.output[-3000:]}"
     )
-    assert "Traceback" not in run.output, f"A failure showed a traceback instead of plain words:\n{run.output[-3000:]}"
+    assert "Traceback" not in run.output, (
+        f"A failure showed a traceback instead of plain words:\n{run.output[-3000:]}"
+    )
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)

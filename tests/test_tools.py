@@ -24,21 +24,47 @@ from workshop.ports import free_port
 from workshop.steps import ROOT, STEPS
 
 # What a learner's clone needs for the tools and the step checks to run.
-CLONED_PATHS = ["workshop", "steps", "solutions", "conftest.py", "pytest.ini", "requirements.txt", "Makefile",
-                ".gitignore", ".python-version"]
-GIT_AS_LEARNER = ["git", "-c", "user.name=Learner", "-c", "user.email=learner@example.invalid"]
+CLONED_PATHS = [
+    "workshop",
+    "steps",
+    "solutions",
+    "conftest.py",
+    "pytest.ini",
+    "requirements.txt",
+    "Makefile",
+    ".gitignore",
+    ".python-version",
+]
+GIT_AS_LEARNER = [
+    "git",
+    "-c",
+    "user.name=Learner",
+    "-c",
+    "user.email=learner@example.invalid",
+]
 # make passes these to sub-makes; the clone's make is a make of its own.
 MAKE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
 
 
-def run(command: list[str], cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items() if key not in MAKE_VARIABLES}
+def run(
+    command: list[str], cwd: Path, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    environment = {
+        key: value for key, value in os.environ.items() if key not in MAKE_VARIABLES
+    }
     return subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**environment, **(env or {})}
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**environment, **(env or {})},
     )
 
 
-def make(clone: Path, *arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def make(
+    clone: Path, *arguments: str, env: dict | None = None
+) -> subprocess.CompletedProcess:
     finished = run(["make", "--no-print-directory", *arguments], clone, env)
     finished.output = finished.stdout + finished.stderr
     return finished
@@ -48,12 +74,28 @@ def make(clone: Path, *arguments: str, env: dict | None = None) -> subprocess.Co
 def upstream(tmp_path_factory) -> Path:
     """A git repository holding the workshop as this working tree has it: what a learner clones."""
     repository = tmp_path_factory.mktemp("upstream")
-    listed = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *CLONED_PATHS], ROOT)
+    listed = run(
+        [
+            "git",
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "--",
+            *CLONED_PATHS,
+        ],
+        ROOT,
+    )
     for name in filter(None, listed.stdout.split("\0")):
         if (ROOT / name).is_file():
             (repository / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, repository / name)
-    for command in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "The workshop"]):
+    for command in (
+        ["init", "-q", "-b", "main"],
+        ["add", "."],
+        ["commit", "-q", "-m", "The workshop"],
+    ):
         assert run([*GIT_AS_LEARNER, *command], repository).returncode == 0
     return repository
 
@@ -62,7 +104,10 @@ def upstream(tmp_path_factory) -> Path:
 def clone(upstream, tmp_path) -> Path:
     """A fresh clone of the workshop, as a learner has it after `git clone`."""
     learner = tmp_path / "workshop"
-    assert run(["git", "clone", "-q", str(upstream), str(learner)], tmp_path).returncode == 0
+    assert (
+        run(["git", "clone", "-q", str(upstream), str(learner)], tmp_path).returncode
+        == 0
+    )
     (learner / ".venv").symlink_to(ROOT / ".venv")
     # Older than .venv/.installed, so that make in the clone never reinstalls into the shared .venv.
     os.utime(learner / "requirements.txt", (0, 0))
@@ -79,7 +124,9 @@ def backups(clone: Path, number: int) -> list[Path]:
 
 def ignored_by_git(clone: Path) -> bool:
     """No file the tools wrote shows up in `git status` (the .venv link is this test set-up's own)."""
-    status = run(["git", "status", "--porcelain", "--untracked-files=all"], clone).stdout.splitlines()
+    status = run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], clone
+    ).stdout.splitlines()
     return not [line for line in status if not line.endswith(" .venv")]
 
 
@@ -95,6 +142,7 @@ def progress_rows(output: str) -> dict[int, str]:
 
 # --- progress, solve, reset: the issue's "done when" ----------------------------------------------------------
 
+
 def test_progress_solve_and_reset_on_a_fresh_clone(clone):
     """Fresh clone: all seven not yet; solve 3: step 3 passes, old step 3 backed up; reset 3: starter back."""
     started = time.monotonic()
@@ -103,7 +151,9 @@ def test_progress_solve_and_reset_on_a_fresh_clone(clone):
     rows = progress_rows(fresh.stdout)
     assert sorted(rows) == [1, 2, 3, 4, 5, 6, 7], fresh.output
     for number, row in rows.items():
-        assert re.search(r"\b0 of [1-9]\d*\s+not yet$", row), f"step {number} of a fresh clone: {row!r}\n{fresh.output}"
+        assert re.search(r"\b0 of [1-9]\d*\s+not yet$", row), (
+            f"step {number} of a fresh clone: {row!r}\n{fresh.output}"
+        )
     assert "Next: step 1," in fresh.stdout
     print(f"progress on the untouched starters: {time.monotonic() - started:.1f} s")
 
@@ -111,17 +161,29 @@ def test_progress_solve_and_reset_on_a_fresh_clone(clone):
     checks = (clone / "steps/step3/test_step3.py").read_text()
     solved = make(clone, "solve", "3")
     assert solved.returncode == 0, solved.output
-    assert (clone / "steps/step3/app.py").read_text() == (clone / "solutions/step3/app.py").read_text()
-    assert (clone / "steps/step3/test_step3.py").read_text() == checks, "solve must keep the step's checks"
+    assert (clone / "steps/step3/app.py").read_text() == (
+        clone / "solutions/step3/app.py"
+    ).read_text()
+    assert (clone / "steps/step3/test_step3.py").read_text() == checks, (
+        "solve must keep the step's checks"
+    )
     [backup] = backups(clone, 3)
-    assert f"Saved your steps/step3 in {backup.relative_to(clone)}/" in solved.stdout, solved.output
-    assert (backup / "app.py").read_text() == starter and (backup / "test_step3.py").is_file()
+    assert f"Saved your steps/step3 in {backup.relative_to(clone)}/" in solved.stdout, (
+        solved.output
+    )
+    assert (backup / "app.py").read_text() == starter and (
+        backup / "test_step3.py"
+    ).is_file()
 
     started = time.monotonic()
     after_solve = make(clone, "progress")
     rows = progress_rows(after_solve.stdout)
-    assert re.search(r"\b(\d+) of \1\s+passed$", rows[3]), f"after make solve 3: {rows[3]!r}\n{after_solve.output}"
-    assert all(rows[number].endswith("not yet") for number in (1, 2, 4, 5, 6, 7)), after_solve.output
+    assert re.search(r"\b(\d+) of \1\s+passed$", rows[3]), (
+        f"after make solve 3: {rows[3]!r}\n{after_solve.output}"
+    )
+    assert all(rows[number].endswith("not yet") for number in (1, 2, 4, 5, 6, 7)), (
+        after_solve.output
+    )
     assert "not rerun" not in after_solve.stdout, after_solve.output
     print(f"progress with step 3 solved: {time.monotonic() - started:.1f} s")
     again = make(clone, "progress")
@@ -130,22 +192,37 @@ def test_progress_solve_and_reset_on_a_fresh_clone(clone):
 
     reset = make(clone, "reset", "3")
     assert reset.returncode == 0, reset.output
-    assert (clone / "steps/step3/app.py").read_text() == starter == committed(clone, "steps/step3/app.py")
+    assert (
+        (clone / "steps/step3/app.py").read_text()
+        == starter
+        == committed(clone, "steps/step3/app.py")
+    )
     first, second = backups(clone, 3)
-    assert second != backup and f"Saved your steps/step3 in {second.relative_to(clone)}/" in reset.stdout
-    assert (second / "app.py").read_text() == (clone / "solutions/step3/app.py").read_text()
+    assert (
+        second != backup
+        and f"Saved your steps/step3 in {second.relative_to(clone)}/" in reset.stdout
+    )
+    assert (second / "app.py").read_text() == (
+        clone / "solutions/step3/app.py"
+    ).read_text()
     after_reset = make(clone, "progress")
-    assert progress_rows(after_reset.stdout)[3].endswith("not yet"), f"a changed step runs again:\n{after_reset.output}"
+    assert progress_rows(after_reset.stdout)[3].endswith("not yet"), (
+        f"a changed step runs again:\n{after_reset.output}"
+    )
     assert ignored_by_git(clone), run(["git", "status", "--porcelain"], clone).stdout
 
 
 def test_progress_reports_a_step_whose_checks_hang_and_stops_them(clone):
     with (clone / "steps/step2/test_step2.py").open("a") as checks:
-        checks.write("\n\ndef test_that_hangs(server):\n    import time\n    time.sleep(3600)\n")
+        checks.write(
+            "\n\ndef test_that_hangs(server):\n    import time\n    time.sleep(3600)\n"
+        )
     progress = make(clone, "progress", env={"PROGRESS_STEP_TIMEOUT_SECONDS": "5"})
     assert progress.returncode == 0, progress.output
     row = progress_rows(progress.stdout)[2]
-    assert row.endswith("not yet: the checks did not finish within 5 s; `make check 2` shows which hangs"), row
+    assert row.endswith(
+        "not yet: the checks did not finish within 5 s; `make check 2` shows which hangs"
+    ), row
     assert len(progress_rows(progress.stdout)) == 7, progress.output
     left = processes_running_in(clone)
     for pid in left:  # this test's own leftovers: stop them, then fail
@@ -159,38 +236,60 @@ def test_reset_brings_back_the_starter_and_keeps_every_file_of_the_learner(clone
     (clone / "steps/step2/notes.txt").write_text("what I learned\n")
     reset = make(clone, "reset", "2")
     assert reset.returncode == 0, reset.output
-    assert (clone / "steps/step2/app.py").read_text() == committed(clone, "steps/step2/app.py")
-    assert not (clone / "steps/step2/notes.txt").exists(), "reset gives back the starter exactly"
+    assert (clone / "steps/step2/app.py").read_text() == committed(
+        clone, "steps/step2/app.py"
+    )
+    assert not (clone / "steps/step2/notes.txt").exists(), (
+        "reset gives back the starter exactly"
+    )
     [backup] = backups(clone, 2)
     assert (backup / "app.py").read_text() == "# my own attempt\n"
     assert (backup / "notes.txt").read_text() == "what I learned\n"
-    assert "origin/main" in reset.stdout, f"reset should say where the starter came from:\n{reset.output}"
+    assert "origin/main" in reset.stdout, (
+        f"reset should say where the starter came from:\n{reset.output}"
+    )
 
 
 @pytest.mark.parametrize("branch", ["main", "a branch of their own"])
 def test_reset_ignores_work_the_learner_committed(clone, branch):
-    if branch != "main":  # a new branch has no upstream: origin/HEAD then tells where the workshop is
+    if (
+        branch != "main"
+    ):  # a new branch has no upstream: origin/HEAD then tells where the workshop is
         assert run(["git", "switch", "-q", "-c", "my-work"], clone).returncode == 0
     (clone / "steps/step4/app.py").write_text("# committed work in progress\n")
-    assert run([*GIT_AS_LEARNER, "commit", "-q", "-am", "my step 4 so far"], clone).returncode == 0
+    assert (
+        run(
+            [*GIT_AS_LEARNER, "commit", "-q", "-am", "my step 4 so far"], clone
+        ).returncode
+        == 0
+    )
     reset = make(clone, "reset", "4")
     assert reset.returncode == 0, reset.output
-    assert (clone / "steps/step4/app.py").read_text() == committed(clone, "steps/step4/app.py"), (
+    assert (clone / "steps/step4/app.py").read_text() == committed(
+        clone, "steps/step4/app.py"
+    ), (
         f"reset must hand out the upstream starter, not the learner's own commit:\n{reset.output}"
     )
     assert "origin/main" in reset.stdout, reset.output
-    assert (backups(clone, 4)[0] / "app.py").read_text() == "# committed work in progress\n"
+    assert (
+        backups(clone, 4)[0] / "app.py"
+    ).read_text() == "# committed work in progress\n"
 
 
 def test_reset_without_an_upstream_uses_head_and_warns_when_that_is_no_starter(clone):
     assert run(["git", "remote", "remove", "origin"], clone).returncode == 0
     (clone / "steps/step1/app.py").write_text("from cello import App\napp = App()\n")
-    assert run([*GIT_AS_LEARNER, "commit", "-q", "-am", "step 1 done"], clone).returncode == 0
+    assert (
+        run([*GIT_AS_LEARNER, "commit", "-q", "-am", "step 1 done"], clone).returncode
+        == 0
+    )
     (clone / "steps/step1/app.py").write_text("# an edit after the commit\n")
     reset = make(clone, "reset", "1")
     assert reset.returncode == 0, reset.output
     assert "HEAD" in reset.stdout, reset.output
-    assert (clone / "steps/step1/app.py").read_text() == "from cello import App\napp = App()\n"
+    assert (
+        clone / "steps/step1/app.py"
+    ).read_text() == "from cello import App\napp = App()\n"
     assert "no TODO(step 1) block" in reset.stdout, reset.output
 
 
@@ -204,7 +303,9 @@ def test_two_backups_in_the_same_second_are_both_kept(clone):
 
 def test_reset_and_solve_on_a_folder_that_already_matches_change_nothing(clone):
     untouched = make(clone, "reset", "5")
-    assert untouched.returncode == 0 and "nothing to change" in untouched.stdout, untouched.output
+    assert untouched.returncode == 0 and "nothing to change" in untouched.stdout, (
+        untouched.output
+    )
     assert make(clone, "solve", "5").returncode == 0
     again = make(clone, "solve", "5")
     assert "nothing to change" in again.stdout, again.output
@@ -214,14 +315,19 @@ def test_reset_and_solve_on_a_folder_that_already_matches_change_nothing(clone):
 def test_a_step_that_does_not_exist_gets_one_clear_line(clone):
     for target in ("reset", "solve", "hint", "diff", "watch", "check", "step"):
         refused = make(clone, target, "8")
-        assert refused.returncode == 2 and "there is no step '8'" in refused.stderr, refused.output
+        assert refused.returncode == 2 and "there is no step '8'" in refused.stderr, (
+            refused.output
+        )
         assert "Traceback" not in refused.output, refused.output
 
 
 # --- hints ------------------------------------------------------------------------------------------------------
 
+
 def test_hint_gives_one_more_each_time_and_remembers(clone):
-    count = len(tomllib.loads((clone / "workshop/hints.toml").read_text())["step3"]["hints"])
+    count = len(
+        tomllib.loads((clone / "workshop/hints.toml").read_text())["step3"]["hints"]
+    )
     for shown in range(1, count + 1):
         hint = make(clone, "hint", "3")
         assert hint.returncode == 0, hint.output
@@ -229,8 +335,12 @@ def test_hint_gives_one_more_each_time_and_remembers(clone):
         # Only the new hint: the ones before it were read already (--all shows them again).
         assert hint.stdout.count(f" of {count}") == 1, hint.output
     last = make(clone, "hint", "3")
-    assert "every hint for step 3" in last.stdout and "(new)" not in last.stdout, last.output
-    assert "hint 1 of" in make(clone, "hint", "4").stdout, "each step counts its own hints"
+    assert "every hint for step 3" in last.stdout and "(new)" not in last.stdout, (
+        last.output
+    )
+    assert "hint 1 of" in make(clone, "hint", "4").stdout, (
+        "each step counts its own hints"
+    )
     assert f"hint 1 of {count} (new)" in make(clone, "hint", "3", "AGAIN=1").stdout
     assert (clone / ".workshop-state/hints.json").is_file() and ignored_by_git(clone)
 
@@ -242,33 +352,50 @@ def guide_sections_of_the_checks(step) -> set[str]:
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
 def test_every_step_has_three_or_four_hints_that_point_to_its_guide_sections(step):
-    hints = tomllib.loads((ROOT / "workshop/hints.toml").read_text())[step.folder]["hints"]
+    hints = tomllib.loads((ROOT / "workshop/hints.toml").read_text())[step.folder][
+        "hints"
+    ]
     assert 3 <= len(hints) <= 4, f"{step.label} has {len(hints)} hints"
     pointed = set(re.findall(r"Read: docs/([\w-]+\.md#[\w-]+)", "".join(hints)))
     assert pointed, f"no hint of {step.label} points to the guide"
     unknown = pointed - guide_sections_of_the_checks(step)
-    assert not unknown, f"hints of {step.label} point to sections none of its checks uses: {unknown}"
+    assert not unknown, (
+        f"hints of {step.label} point to sections none of its checks uses: {unknown}"
+    )
 
 
 # --- diff ---------------------------------------------------------------------------------------------------------
 
+
 def test_diff_shows_what_is_left_then_nothing(clone):
     diff = make(clone, "diff", "6")
     assert diff.returncode == 0, diff.output
-    assert "--- steps/step6/app.py" in diff.stdout and "+++ solutions/step6/app.py" in diff.stdout, diff.output
-    assert '+@app.get("/users")' in diff.stdout and "-# TODO(step 6)" in diff.stdout, diff.output
-    assert "test_step6" not in diff.stdout, "the checks are the same on both sides: only app files are compared"
-    assert "\033[" not in diff.stdout, "no colour codes when the output is not a terminal"
+    assert (
+        "--- steps/step6/app.py" in diff.stdout
+        and "+++ solutions/step6/app.py" in diff.stdout
+    ), diff.output
+    assert '+@app.get("/users")' in diff.stdout and "-# TODO(step 6)" in diff.stdout, (
+        diff.output
+    )
+    assert "test_step6" not in diff.stdout, (
+        "the checks are the same on both sides: only app files are compared"
+    )
+    assert "\033[" not in diff.stdout, (
+        "no colour codes when the output is not a terminal"
+    )
     assert make(clone, "solve", "6").returncode == 0
     assert "steps/step6 matches solutions/step6" in make(clone, "diff", "6").stdout
 
 
 # --- doctor -------------------------------------------------------------------------------------------------------
 
+
 def test_doctor_passes_on_this_machine(clone):
     doctor = make(clone, "doctor", f"PORT={free_port()}")
     assert doctor.returncode == 0, doctor.output
-    assert "Ready for the workshop." in doctor.stdout and "FAIL" not in doctor.stdout, doctor.output
+    assert "Ready for the workshop." in doctor.stdout and "FAIL" not in doctor.stdout, (
+        doctor.output
+    )
     assert "ok    Cello 1.4.1 (as pinned)" in doctor.stdout, doctor.output
     assert re.search(r"ok    Python 3\.1[2-9]", doctor.stdout), doctor.output
 
@@ -286,20 +413,48 @@ def busy_port():
 def test_doctor_fails_with_a_clear_line_when_the_chat_port_is_busy(clone, busy_port):
     doctor = make(clone, "doctor", f"PORT={busy_port}")
     assert doctor.returncode != 0, doctor.output
-    line = next((line for line in doctor.stdout.splitlines() if line.strip().startswith("FAIL")), "")
-    assert f"port {busy_port} (the chat) is in use, held by pid {os.getpid()}" in line, doctor.output
-    assert "PORT=" in doctor.stdout and "block the workshop" in doctor.stdout, doctor.output
+    line = next(
+        (
+            line
+            for line in doctor.stdout.splitlines()
+            if line.strip().startswith("FAIL")
+        ),
+        "",
+    )
+    assert (
+        f"port {busy_port} (the chat) is in use, held by pid {os.getpid()}" in line
+    ), doctor.output
+    assert "PORT=" in doctor.stdout and "block the workshop" in doctor.stdout, (
+        doctor.output
+    )
 
 
 def test_doctor_only_warns_without_a_browser(clone):
-    doctor = make(clone, "doctor", f"PORT={free_port()}", env={"CHROMIUM": str(clone / "no-such-browser")})
+    doctor = make(
+        clone,
+        "doctor",
+        f"PORT={free_port()}",
+        env={"CHROMIUM": str(clone / "no-such-browser")},
+    )
     assert doctor.returncode == 0, doctor.output
-    assert "WARN  CHROMIUM=" in doctor.stdout and "the browser checks cannot run" in doctor.stdout, doctor.output
+    assert (
+        "WARN  CHROMIUM=" in doctor.stdout
+        and "the browser checks cannot run" in doctor.stdout
+    ), doctor.output
 
 
 def test_doctor_only_warns_when_the_guide_port_is_busy(clone, busy_port):
     doctor = run(
-        [sys.executable, "-m", "workshop.doctor", "--port", str(free_port()), "--guide-port", str(busy_port)], clone
+        [
+            sys.executable,
+            "-m",
+            "workshop.doctor",
+            "--port",
+            str(free_port()),
+            "--guide-port",
+            str(busy_port),
+        ],
+        clone,
     )
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert f"WARN  port {busy_port} (the guide" in doctor.stdout, doctor.stdout
@@ -307,14 +462,21 @@ def test_doctor_only_warns_when_the_guide_port_is_busy(clone, busy_port):
 
 # --- watch --------------------------------------------------------------------------------------------------------
 
+
 class Watcher:
     """`make watch N` in its own process group (as in a terminal), its output read line by line as it comes."""
 
     def __init__(self, clone: Path, number: int):
-        environment = {key: value for key, value in os.environ.items() if key not in MAKE_VARIABLES}
+        environment = {
+            key: value for key, value in os.environ.items() if key not in MAKE_VARIABLES
+        }
         self.process = subprocess.Popen(
-            ["make", "--no-print-directory", "watch", str(number)], cwd=clone, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            ["make", "--no-print-directory", "watch", str(number)],
+            cwd=clone,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**environment, "CHECK_WAIT_SECONDS": "1"},
         )
         self.lines: list[str] = []
@@ -334,7 +496,9 @@ class Watcher:
             except queue.Empty:
                 line = None
             if line is None:
-                raise AssertionError(f"make watch never printed /{pattern}/:\n{''.join(self.lines)}")
+                raise AssertionError(
+                    f"make watch never printed /{pattern}/:\n{''.join(self.lines)}"
+                )
             self.lines.append(line)
             found = re.search(pattern, line)
             if found:
@@ -357,7 +521,9 @@ def processes_running_in(folder: Path) -> dict[int, str]:
     found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            command = (
+                Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            )
             directory = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             continue  # gone meanwhile, or not ours to look at
@@ -377,24 +543,41 @@ def test_watch_reruns_the_checks_after_a_change_and_ctrl_c_stops_everything(clon
     watcher = Watcher(clone, 3)
     try:
         first = watcher.wait_for(r"\[watch\] step 3: .*").group(0)
-        assert re.match(r"\[watch\] step 3: 0 of \d+ checks pass\.$", first), "".join(watcher.lines)
+        assert re.match(r"\[watch\] step 3: 0 of \d+ checks pass\.$", first), "".join(
+            watcher.lines
+        )
         for name in ("app.py", "messages.py"):
             shutil.copy(clone / "solutions/step3" / name, clone / "steps/step3" / name)
-        watcher.wait_for(r"\[watch\] .* changed: app\.py, messages\.py; running the checks again")
+        watcher.wait_for(
+            r"\[watch\] .* changed: app\.py, messages\.py; running the checks again"
+        )
         solved = watcher.wait_for(r"\[watch\] step 3: .*").group(0)
-        assert re.match(r"\[watch\] step 3: (\d+) of \1 checks pass\. Step 3 is done!", solved), "".join(watcher.lines)
+        assert re.match(
+            r"\[watch\] step 3: (\d+) of \1 checks pass\. Step 3 is done!", solved
+        ), "".join(watcher.lines)
         # Ctrl-C while the checks run (servers up): everything the watcher started must stop with it.
         (clone / "steps/step3/notes.txt").write_text("a new file is a change too\n")
         watcher.wait_for(r"changed: notes\.txt")
         step_folder = clone / "steps/step3"
-        wait_until(lambda: any("workshop.serve" in command for command in processes_running_in(step_folder).values()),
-                   "the checks to start a server")
+        wait_until(
+            lambda: any(
+                "workshop.serve" in command
+                for command in processes_running_in(step_folder).values()
+            ),
+            "the checks to start a server",
+        )
     finally:
         exit_status = watcher.ctrl_c()
     output = "".join(watcher.lines)
-    assert exit_status in (0, -signal.SIGINT), f"make watch ended with {exit_status}:\n{output}"
-    assert "[watch] Stopped watching steps/step3." in output and "Traceback" not in output, output
-    assert "KeyboardInterrupt" not in output, f"Ctrl-C should stop it quietly:\n{output}"
+    assert exit_status in (0, -signal.SIGINT), (
+        f"make watch ended with {exit_status}:\n{output}"
+    )
+    assert (
+        "[watch] Stopped watching steps/step3." in output and "Traceback" not in output
+    ), output
+    assert "KeyboardInterrupt" not in output, (
+        f"Ctrl-C should stop it quietly:\n{output}"
+    )
     left = processes_running_in(clone)
     for pid in left:  # this test's own leftovers: stop them, then fail
         with contextlib.suppress(ProcessLookupError):

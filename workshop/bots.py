@@ -18,9 +18,36 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 NAMES = [
-    "Ada", "Grace", "Linus", "Guido", "Margaret", "Alan", "Barbara", "Dennis", "Frances", "Ken",
-    "Hedy", "Tim", "Radia", "Edsger", "Katherine", "Donald", "Sophie", "John", "Annie", "Bjarne",
-    "Evelyn", "Niklaus", "Jean", "Larry", "Karen", "Yukihiro", "Mary", "James", "Shafi", "Brian",
+    "Ada",
+    "Grace",
+    "Linus",
+    "Guido",
+    "Margaret",
+    "Alan",
+    "Barbara",
+    "Dennis",
+    "Frances",
+    "Ken",
+    "Hedy",
+    "Tim",
+    "Radia",
+    "Edsger",
+    "Katherine",
+    "Donald",
+    "Sophie",
+    "John",
+    "Annie",
+    "Bjarne",
+    "Evelyn",
+    "Niklaus",
+    "Jean",
+    "Larry",
+    "Karen",
+    "Yukihiro",
+    "Mary",
+    "James",
+    "Shafi",
+    "Brian",
 ]
 LINES = [
     "Hi everyone!",
@@ -55,7 +82,9 @@ LINES = [
 class Bot:
     def __init__(self, number: int, url: str, pace: float, arrival: float, stay: bool):
         base = NAMES[number % len(NAMES)]
-        self.name = base if number < len(NAMES) else f"{base} {number // len(NAMES) + 1}"
+        self.name = (
+            base if number < len(NAMES) else f"{base} {number // len(NAMES) + 1}"
+        )
         self.url = url
         self.pace = pace
         self.arrival = arrival
@@ -76,8 +105,9 @@ class Bot:
                         listening.cancel()
                 # Stepped out (a phone locked, a laptop closed): back after a while.
                 await asyncio.sleep(random.uniform(1, 3) * self.pace)
-            except (OSError, ConnectionClosed, InvalidHandshake, asyncio.TimeoutError):
-                await asyncio.sleep(min(self.pace, 2))  # the chat is not up (or restarting): try again
+            except (TimeoutError, OSError, ConnectionClosed, InvalidHandshake):
+                # The chat is not up (or restarting): try again.
+                await asyncio.sleep(min(self.pace, 2))
 
     async def listen(self, ws) -> None:
         """Answer pings (as the page does), and pick another name if this one is taken."""
@@ -85,10 +115,14 @@ class Bot:
             message = json.loads(text)
             if message.get("type") == "ping":
                 await ws.send(json.dumps({"type": "pong"}))
-            elif message.get("type") == "error" and "taken" in message.get("message", ""):
+            elif message.get("type") == "error" and "taken" in message.get(
+                "message", ""
+            ):
                 self.name = f"{self.name}{random.randint(2, 99)}"
                 await ws.send(json.dumps({"type": "set_name", "name": self.name}))
-            elif message.get("type") == "system" and message.get("message", "").endswith(f"now known as {self.name}"):
+            elif message.get("type") == "system" and message.get(
+                "message", ""
+            ).endswith(f"now known as {self.name}"):
                 self.joined.set()
 
     async def talk(self, ws) -> None:
@@ -101,23 +135,46 @@ class Bot:
 
 
 async def main(url: str, count: int, pace: float, arrival: float, stay: bool) -> None:
-    ws_url = url.replace("https://", "wss://").replace("http://", "ws://").rstrip("/") + "/ws/chat"
+    ws_url = (
+        url.replace("https://", "wss://").replace("http://", "ws://").rstrip("/")
+        + "/ws/chat"
+    )
     bots = [Bot(number, ws_url, pace, arrival, stay) for number in range(count)]
     tasks = [asyncio.create_task(bot.run()) for bot in bots]
     await asyncio.gather(*(bot.joined.wait() for bot in bots))
-    print(f"All {count} bots are in the room at {url}. Ctrl-C takes them out.", flush=True)
+    print(
+        f"All {count} bots are in the room at {url}. Ctrl-C takes them out.", flush=True
+    )
     await asyncio.gather(*tasks)
 
 
 def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the chat's address (default: %(default)s)")
-    parser.add_argument("--count", type=int, default=30, help="how many bots (default: %(default)s)")
-    parser.add_argument("--pace", type=float, default=15, help="seconds between one bot's messages, on average")
-    parser.add_argument("--arrival", type=float, default=10, help="the bots join over this many seconds")
-    parser.add_argument("--stay", action="store_true", help="the bots never step out and come back")
+    parser.add_argument(
+        "--url",
+        default="http://127.0.0.1:8000",
+        help="the chat's address (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--count", type=int, default=30, help="how many bots (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=15,
+        help="seconds between one bot's messages, on average",
+    )
+    parser.add_argument(
+        "--arrival", type=float, default=10, help="the bots join over this many seconds"
+    )
+    parser.add_argument(
+        "--stay", action="store_true", help="the bots never step out and come back"
+    )
     args = parser.parse_args(argv)
-    print(f"{args.count} bots are joining {args.url} over {args.arrival:g} s ...", flush=True)
+    print(
+        f"{args.count} bots are joining {args.url} over {args.arrival:g} s ...",
+        flush=True,
+    )
     try:
         asyncio.run(main(args.url, args.count, args.pace, args.arrival, args.stay))
     except KeyboardInterrupt:

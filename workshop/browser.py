@@ -81,15 +81,21 @@ def find_chromium() -> str | None:
 def browser():
     """A headless Chromium for this test file."""
     if sync_playwright is None:
-        _unavailable("Playwright is not installed: run `make setup` (it installs requirements.txt).")
+        _unavailable(
+            "Playwright is not installed: run `make setup` (it installs requirements.txt)."
+        )
     with sync_playwright() as playwright:
         try:
-            chromium = playwright.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_FLAGS)
+            chromium = playwright.chromium.launch(
+                executable_path=find_chromium(), args=CHROMIUM_FLAGS
+            )
         except PlaywrightError as error:
             if "executable doesn't exist" not in str(error).lower():
                 raise
             chromium = None
-        if chromium is None:  # skipped outside the except block: a chained traceback would hide the one line
+        if (
+            chromium is None
+        ):  # skipped outside the except block: a chained traceback would hide the one line
             _unavailable(GET_A_BROWSER)
         yield chromium
         chromium.close()
@@ -103,7 +109,9 @@ class ChatTab:
         self.label = label  # "tab 1", "tab 2", ... for failure messages
         self.name: str | None = None  # the name the server gave this tab when it joined
         self.script_errors: list[str] = []
-        self.dialogs: list[str] = []  # the text of every alert() the page showed (each is dismissed)
+        self.dialogs: list[
+            str
+        ] = []  # the text of every alert() the page showed (each is dismissed)
         self.sockets: list = []  # every WebSocket the page opened (Playwright WebSocket objects)
         self.frames: list = []  # every frame the page received on them, in order
         self.sent: list = []  # every frame the page sent on them, in order
@@ -125,7 +133,11 @@ class ChatTab:
         return self.page.evaluate(LINES_JS)
 
     def texts(self, kind: str | None = None) -> list[str]:
-        return [line["text"] for line in self.lines() if kind is None or line["kind"] == kind]
+        return [
+            line["text"]
+            for line in self.lines()
+            if kind is None or line["kind"] == kind
+        ]
 
     def status(self) -> str:
         return self.page.locator("#status").inner_text()
@@ -136,20 +148,38 @@ class ChatTab:
 
     def describe(self) -> str:
         shown = self.lines()[-8:]
-        text = "\n".join(f"      [{line['kind']}] {line['text']}" for line in shown) or "      (no lines at all)"
-        errors = f"\n    Its script failed with: {'; '.join(self.script_errors)}" if self.script_errors else ""
+        text = (
+            "\n".join(f"      [{line['kind']}] {line['text']}" for line in shown)
+            or "      (no lines at all)"
+        )
+        errors = (
+            f"\n    Its script failed with: {'; '.join(self.script_errors)}"
+            if self.script_errors
+            else ""
+        )
         return f"    {self.label} (its status line says {self.status()!r}) shows:\n{text}{errors}"
 
     # --- waiting for what the tab shows ------------------------------------------------------------------------
-    def wait_for_line(self, text: str, kind: str | None = None, after: int = 0, timeout: float = WAIT_SECONDS) -> str:
+    def wait_for_line(
+        self,
+        text: str,
+        kind: str | None = None,
+        after: int = 0,
+        timeout: float = WAIT_SECONDS,
+    ) -> str:
         """The text of the first line (after line number `after`) that contains `text`; waits for it."""
         try:
-            self.page.wait_for_function(FIND_LINE_JS, arg=[text, kind, after], timeout=timeout * 1000)
+            self.page.wait_for_function(
+                FIND_LINE_JS, arg=[text, kind, after], timeout=timeout * 1000
+            )
         except PlaywrightTimeout:
             what = f"a {kind} line" if kind else "a line"
-            raise AssertionError(f"{self.label} waited {timeout:g} s for {what} containing {text!r}.\n{self.describe()}") from None
+            raise AssertionError(
+                f"{self.label} waited {timeout:g} s for {what} containing {text!r}.\n{self.describe()}"
+            ) from None
         return next(
-            line["text"] for line in self.lines()[after:]
+            line["text"]
+            for line in self.lines()[after:]
             if text in line["text"] and (kind is None or line["kind"] == kind)
         )
 
@@ -157,7 +187,9 @@ class ChatTab:
         """Wait until the status line starts with text ("Connected", "Disconnected")."""
         try:
             self.page.wait_for_function(
-                "text => document.getElementById('status').textContent.startsWith(text)", arg=text, timeout=timeout * 1000
+                "text => document.getElementById('status').textContent.startsWith(text)",
+                arg=text,
+                timeout=timeout * 1000,
             )
         except PlaywrightTimeout:
             raise AssertionError(
@@ -217,7 +249,11 @@ def open_tab(browser_context, server):
         tab = ChatTab(page, f"tab {next(numbers)}")
         response = page.goto(chat_server.url + "/")
         if not page.locator("#messages").count():
-            status = f" (it answered {response.status})" if response and response.status != 200 else ""
+            status = (
+                f" (it answered {response.status})"
+                if response and response.status != 200
+                else ""
+            )
             body = page.locator("body").inner_text().strip()[:200]
             raise AssertionError(
                 f"GET / does not serve the chat page yet{status}. The browser shows:\n    {body or '(an empty page)'}"
@@ -237,6 +273,8 @@ def checkpoint_screenshot(app_dir):
 
     def save(tab: ChatTab, suffix: str = "") -> None:
         if Path(app_dir).resolve().is_relative_to(ROOT / "solutions"):
-            tab.screenshot(ROOT / "docs" / "screenshots" / f"{Path(app_dir).name}{suffix}.png")
+            tab.screenshot(
+                ROOT / "docs" / "screenshots" / f"{Path(app_dir).name}{suffix}.png"
+            )
 
     return save

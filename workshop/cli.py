@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 MINIMUM_PYTHON = (3, 12)
 REQUIREMENTS = ROOT / "requirements.txt"
-INSTALLED_MARKER = VENV / ".installed"  # written once the pins are installed (as make does)
+# Written once the pins are installed (as make does)
+INSTALLED_MARKER = VENV / ".installed"
 GET_PYTHON = (
     "Install Python 3.12 or newer: python.org/downloads (Windows, macOS), or your package "
     "manager (apt install python3.12, brew install python@3.12), pyenv or uv. Then run: "
@@ -53,7 +54,9 @@ def setup(_args=None) -> int:
     """Create .venv with this Python (3.12 or newer) and install the pinned packages."""
     if sys.version_info < MINIMUM_PYTHON:
         found = ".".join(map(str, sys.version_info[:3]))
-        print(f"This is Python {found} ({sys.executable}); the workshop needs 3.12 or newer.")
+        print(
+            f"This is Python {found} ({sys.executable}); the workshop needs 3.12 or newer."
+        )
         print(GET_PYTHON)
         return 1
     python = venv_python()
@@ -69,16 +72,28 @@ def setup(_args=None) -> int:
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("Installing the pinned packages (requirements.txt) ...")
     installed = subprocess.run(
-        [str(venv_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "-r", str(REQUIREMENTS)],
+        [
+            str(venv_python()),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            str(REQUIREMENTS),
+        ],
         cwd=ROOT,
     )
     if installed.returncode != 0:
-        print("pip could not install the pins: its message is above. `python -m workshop "
-              "doctor` checks the rest of this machine.")
+        print(
+            "pip could not install the pins: its message is above. `python -m workshop "
+            "doctor` checks the rest of this machine."
+        )
         return 1
     INSTALLED_MARKER.touch()
-    print("Ready. Next: python -m workshop solution 7 (the finished chat), or see README.md.")
+    print(
+        "Ready. Next: python -m workshop solution 7 (the finished chat), or see README.md."
+    )
     return 0
 
 
@@ -152,7 +167,11 @@ def cmd_solution(args) -> int:
 
 def _pytest(arguments: list[str]) -> int:
     # The checks start servers of their own: never this make's jobserver or level.
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    }
     return run_foreground([sys.executable, "-m", "pytest", *arguments], env)
 
 
@@ -216,17 +235,24 @@ def cmd_docs(args) -> int:
 def cmd_demo(args) -> int:
     from workshop import demo
 
-    return demo.main(["--port", str(args.port), "--app", str(_step(args.key).solution_dir)])
+    return demo.main(
+        ["--port", str(args.port), "--app", str(_step(args.key).solution_dir)]
+    )
 
 
 def cmd_bots(args) -> int:
     from workshop import bots
 
-    return bots.main(["--count", str(args.count), "--url", args.url])
+    return bots.run(["--count", str(args.count), "--url", args.url])
 
 
 def cmd_bench(args) -> int:
-    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--participants", str(args.participants)]
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "run.py"),
+        "--participants",
+        str(args.participants),
+    ]
     return run_foreground(command)
 
 
@@ -240,44 +266,101 @@ def parser() -> argparse.ArgumentParser:
         epilog="Steps are 1 to 7; chapters after them have names (python -m workshop "
         "progress lists them all). On Windows, type py -m workshop instead.",
     )
-    commands = main_parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = main_parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True
+    )
 
     def command(name, function, summary, key=False, port=False):
         sub = commands.add_parser(name, help=summary, description=summary)
         if key:
-            sub.add_argument("key", metavar="STEP", help="a step number (1-7) or a chapter name")
+            sub.add_argument(
+                "key", metavar="STEP", help="a step number (1-7) or a chapter name"
+            )
         if port:
-            sub.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+            sub.add_argument(
+                "--port", type=int, default=int(os.environ.get("PORT", 8000))
+            )
         sub.set_defaults(run=function)
         return sub
 
     for name, function, what in (
-        ("step", cmd_step, "run your steps/STEP at http://127.0.0.1:8000 (Ctrl-C stops it)"),
+        (
+            "step",
+            cmd_step,
+            "run your steps/STEP at http://127.0.0.1:8000 (Ctrl-C stops it)",
+        ),
         ("solution", cmd_solution, "run the finished solutions/STEP the same way"),
     ):
         sub = command(name, function, what, key=True, port=True)
         sub.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    sub = command("check", cmd_check, "self-grade your STEP (pytest steps/STEP)", key=True)
-    sub.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest")
+    sub = command(
+        "check", cmd_check, "self-grade your STEP (pytest steps/STEP)", key=True
+    )
+    sub.add_argument(
+        "pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest"
+    )
     sub = command("test", cmd_test, "the repository's whole test suite (what CI runs)")
-    sub.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest")
-    sub = command("progress", cmd_progress, "every step: passed or not yet, and what is next")
-    sub.add_argument("--fresh", action="store_true", help="rerun steps that passed unchanged")
-    command("watch", cmd_watch, "rerun STEP's checks on each save (Ctrl-C stops)", key=True)
+    sub.add_argument(
+        "pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest"
+    )
+    sub = command(
+        "progress", cmd_progress, "every step: passed or not yet, and what is next"
+    )
+    sub.add_argument(
+        "--fresh", action="store_true", help="rerun steps that passed unchanged"
+    )
+    command(
+        "watch", cmd_watch, "rerun STEP's checks on each save (Ctrl-C stops)", key=True
+    )
     sub = command("hint", cmd_hint, "a hint for STEP, one more each time", key=True)
     sub.add_argument("--again", action="store_true", help="start the hints over")
-    command("diff", cmd_diff, "your steps/STEP against the finished solutions/STEP", key=True)
-    command("reset", cmd_reset, "put steps/STEP back to its starter (yours is backed up)", key=True)
-    command("solve", cmd_solve, "put the finished STEP in steps/STEP (yours is backed up)", key=True)
-    command("doctor", cmd_doctor, "check this machine for the workshop, with a fix for each problem", port=True)
-    sub = command("docs", cmd_docs, "serve the guide at http://127.0.0.1:8001 (live reload)")
-    sub.add_argument("--build", action="store_true", help="build site/ strictly instead")
-    sub = command("demo", cmd_demo, "serve a checkpoint to the room, on every interface", port=True)
-    sub.add_argument("key", metavar="STEP", nargs="?", default="room", help="default: room")
+    command(
+        "diff",
+        cmd_diff,
+        "your steps/STEP against the finished solutions/STEP",
+        key=True,
+    )
+    command(
+        "reset",
+        cmd_reset,
+        "put steps/STEP back to its starter (yours is backed up)",
+        key=True,
+    )
+    command(
+        "solve",
+        cmd_solve,
+        "put the finished STEP in steps/STEP (yours is backed up)",
+        key=True,
+    )
+    command(
+        "doctor",
+        cmd_doctor,
+        "check this machine for the workshop, with a fix for each problem",
+        port=True,
+    )
+    sub = command(
+        "docs", cmd_docs, "serve the guide at http://127.0.0.1:8001 (live reload)"
+    )
+    sub.add_argument(
+        "--build", action="store_true", help="build site/ strictly instead"
+    )
+    sub = command(
+        "demo",
+        cmd_demo,
+        "serve a checkpoint to the room, on every interface",
+        port=True,
+    )
+    sub.add_argument(
+        "key", metavar="STEP", nargs="?", default="room", help="default: room"
+    )
     sub = command("bots", cmd_bots, "simulated participants who join the chat and talk")
     sub.add_argument("--count", type=int, default=30)
-    sub.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('PORT', 8000)}")
-    sub = command("bench", cmd_bench, "the finished chat against a reference server, one run")
+    sub.add_argument(
+        "--url", default=f"http://127.0.0.1:{os.environ.get('PORT', 8000)}"
+    )
+    sub = command(
+        "bench", cmd_bench, "the finished chat against a reference server, one run"
+    )
     sub.add_argument("--participants", type=int, default=1000)
     command("setup", setup, "create .venv and install the pinned packages")
     return main_parser
@@ -288,7 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.run not in (setup, cmd_doctor):
         if sys.version_info < MINIMUM_PYTHON and not venv_python().exists():
-            print(f"This is Python {sys.version.split()[0]}; the workshop needs 3.12 or newer.")
+            print(
+                f"This is Python {sys.version.split()[0]}; the workshop needs 3.12 or newer."
+            )
             print(GET_PYTHON)
             return 1
         rerun = ensure_venv(argv)

@@ -29,9 +29,14 @@ POLL_SECONDS = 0.5
 def lan_addresses() -> list[str]:
     """This machine's IPv4 addresses that other devices can reach (not loopback, not link-local)."""
     found = []
-    for command in (["ip", "-4", "-o", "addr", "show"], ["ifconfig"]):  # Linux; macOS and the BSDs
+    for command in (
+        ["ip", "-4", "-o", "addr", "show"],
+        ["ifconfig"],
+    ):  # Linux; macOS and the BSDs
         try:
-            output = subprocess.run(command, capture_output=True, text=True, timeout=5).stdout
+            output = subprocess.run(
+                command, capture_output=True, text=True, timeout=5
+            ).stdout
         except (OSError, subprocess.TimeoutExpired):
             continue
         found = re.findall(r"\binet (?:addr:)?(\d+\.\d+\.\d+\.\d+)", output)
@@ -49,7 +54,9 @@ def lan_addresses() -> list[str]:
 def participants(port: int) -> int | None:
     """GET /users's count, or None while the server does not answer."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/users", timeout=2) as response:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/users", timeout=2
+        ) as response:
             return json.load(response)["count"]
     except (OSError, ValueError, KeyError):
         return None
@@ -58,28 +65,51 @@ def participants(port: int) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--host", default="0.0.0.0", help="interface to serve on (default: all of them)")
     parser.add_argument(
-        "--app", default=str(finished().solution_dir), help="the chat to serve (default: the finished one)"
+        "--host", default="0.0.0.0", help="interface to serve on (default: all of them)"
+    )
+    parser.add_argument(
+        "--app",
+        default=str(finished().solution_dir),
+        help="the chat to serve (default: the finished one)",
     )
     args = parser.parse_args(argv)
 
     if not port_is_free(args.port, args.host):
-        print(f"error: {busy_port_message(args.port, args.host)}".replace("make ...", "make demo"), file=sys.stderr)
+        print(
+            f"error: {busy_port_message(args.port, args.host)}".replace(
+                "make ...", "make demo"
+            ),
+            file=sys.stderr,
+        )
         return 1
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a plain `kill` stops the chat too (see finally)
+    # A plain `kill` stops the chat too (see finally)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Cello's banner would print the 0.0.0.0 address, which no phone can open: we print the real ones instead.
     server = subprocess.Popen(
-        [sys.executable, "-m", "workshop.serve", args.app, "--host", args.host, "--port", str(args.port),
-         "--no-logs"],
-        cwd=ROOT, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "workshop.serve",
+            args.app,
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+            "--no-logs",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 20
         while participants(args.port) is None:
             if server.poll() is not None or time.monotonic() > deadline:
-                print(f"error: the chat did not start (exit status {server.poll()})", file=sys.stderr)
+                print(
+                    f"error: the chat did not start (exit status {server.poll()})",
+                    file=sys.stderr,
+                )
                 return 1
             time.sleep(0.1)
 
@@ -88,15 +118,23 @@ def main(argv: list[str] | None = None) -> int:
         for address in addresses:
             print(f"    http://{address}:{args.port}")
         if not addresses:
-            print("    (no network address found: is this machine connected to the room's network?)")
-        print(f"On this machine: http://127.0.0.1:{args.port}    Ctrl-C stops the chat.\n", flush=True)
+            print(
+                "    (no network address found: is this machine connected to the room's network?)"
+            )
+        print(
+            f"On this machine: http://127.0.0.1:{args.port}    Ctrl-C stops the chat.\n",
+            flush=True,
+        )
 
         shown = None
         while server.poll() is None:
             count = participants(args.port)
             if count is not None and count != shown:
                 change = "" if shown is None else f" ({count - shown:+d})"
-                print(f"{datetime.now():%H:%M:%S}  {count} participant{'s' if count != 1 else ''}{change}", flush=True)
+                print(
+                    f"{datetime.now():%H:%M:%S}  {count} participant{'s' if count != 1 else ''}{change}",
+                    flush=True,
+                )
                 shown = count
             time.sleep(POLL_SECONDS)
         print(f"The chat stopped (exit status {server.returncode}).", file=sys.stderr)

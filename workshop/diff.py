@@ -30,10 +30,18 @@ def step_diff(the_step: Step) -> list[str]:
     lines = []
     for name in sorted(set(yours) | set(finished)):
         before, after = read_lines(yours.get(name)), read_lines(finished.get(name))
-        label_yours = f"steps/{the_step.folder}/{name}" if name in yours else "/dev/null"
-        label_finished = f"solutions/{the_step.folder}/{name}" if name in finished else "/dev/null"
+        label_yours = (
+            f"steps/{the_step.folder}/{name}" if name in yours else "/dev/null"
+        )
+        label_finished = (
+            f"solutions/{the_step.folder}/{name}" if name in finished else "/dev/null"
+        )
         for line in difflib.unified_diff(before, after, label_yours, label_finished):
-            lines.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+            lines.append(
+                line
+                if line.endswith("\n")
+                else line + "\n\\ No newline at end of file\n"
+            )
     return lines
 
 
@@ -51,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         the_step = step(arguments[0])
     except IndexError:
-        print("usage: python -m workshop diff STEP   (a step, 1 to 7, or a chapter)", file=sys.stderr)
+        print(
+            "usage: python -m workshop diff STEP   (a step, 1 to 7, or a chapter)",
+            file=sys.stderr,
+        )
         return 2
     except ValueError as problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -62,11 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{yours} matches {finished}: nothing left to write.")
         return 0
     use_colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    print(f"Your {yours} (lines starting with -) against the finished {finished} (lines starting with +):\n")
+    print(
+        f"Your {yours} (lines starting with -) against the finished {finished} (lines starting with +):\n"
+    )
     sys.stdout.writelines(colour(line) if use_colour else line for line in lines)
     key = the_step.key
-    print(f"\nThe TODO({the_step.todo_tag}) comments count as differences too. Stuck? `make hint {key}`; "
-          f"to take the whole solution (your folder is backed up first): `make solve {key}`.")
+    print(
+        f"\nThe TODO({the_step.todo_tag}) comments count as differences too. Stuck? `make hint {key}`; "
+        f"to take the whole solution (your folder is backed up first): `make solve {key}`."
+    )
     return 0
 
 

@@ -45,11 +45,18 @@ def python_version(python=None) -> tuple[int, int, int] | None:
         return tuple(sys.version_info[:3])
     try:
         answer = subprocess.run(
-            [str(python), "-c", "import sys; print(*sys.version_info[:3])"], capture_output=True, text=True, timeout=30
+            [str(python), "-c", "import sys; print(*sys.version_info[:3])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return tuple(int(part) for part in answer.stdout.split()) if answer.returncode == 0 else None
+    return (
+        tuple(int(part) for part in answer.stdout.split())
+        if answer.returncode == 0
+        else None
+    )
 
 
 def dotted(version) -> str:
@@ -60,7 +67,8 @@ def check_python() -> Finding:
     version = python_version()
     if version < MINIMUM_PYTHON:
         return Finding(
-            "FAIL", f"Python {dotted(version)} ({sys.executable}) is too old: the workshop needs 3.12 or newer",
+            "FAIL",
+            f"Python {dotted(version)} ({sys.executable}) is too old: the workshop needs 3.12 or newer",
             "install Python 3.12+ (python.org, your package manager, pyenv or uv), then run: "
             "make setup PYTHON=/path/to/python3.12",
         )
@@ -74,19 +82,27 @@ def running_in_venv() -> bool:
 def check_venv() -> Finding:
     python = VENV / "bin" / "python"
     if not VENV.is_dir():
-        return Finding("FAIL", "there is no .venv yet (the workshop's virtual environment)", "make setup")
+        return Finding(
+            "FAIL",
+            "there is no .venv yet (the workshop's virtual environment)",
+            "make setup",
+        )
     version = python_version(python)
     if version is None:
         return Finding(
-            "FAIL", f"{python} does not run (was the Python that made .venv removed or upgraded?)",
+            "FAIL",
+            f"{python} does not run (was the Python that made .venv removed or upgraded?)",
             "rm -rf .venv && make setup",
         )
     if version < MINIMUM_PYTHON:
-        too_old = f".venv was made with Python {dotted(version)}: it needs 3.12 or newer"
+        too_old = (
+            f".venv was made with Python {dotted(version)}: it needs 3.12 or newer"
+        )
         return Finding("FAIL", too_old, "rm -rf .venv && make setup")
     if not running_in_venv():
         return Finding(
-            "WARN", f".venv is fine, but this is {sys.executable}, not .venv's Python, so the pins were not checked",
+            "WARN",
+            f".venv is fine, but this is {sys.executable}, not .venv's Python, so the pins were not checked",
             "source .venv/bin/activate (or run make doctor, which uses .venv)",
         )
     return Finding("ok", f".venv (Python {dotted(version)}) is the Python in use")
@@ -119,46 +135,82 @@ def check_pins() -> list[Finding]:
             if installed == pinned:
                 findings.append(Finding("ok", f"{label} {installed} (as pinned)"))
             else:
-                state = f"{installed} is installed" if installed else "it is not installed"
-                findings.append(Finding("FAIL", f"{label} must be {pinned}, but {state}", fix))
+                state = (
+                    f"{installed} is installed" if installed else "it is not installed"
+                )
+                findings.append(
+                    Finding("FAIL", f"{label} must be {pinned}, but {state}", fix)
+                )
         elif installed != pinned:
-            other_differences.append(f"{name} {installed or 'missing'} (pinned {pinned})")
+            other_differences.append(
+                f"{name} {installed or 'missing'} (pinned {pinned})"
+            )
     others = len(pins) - sum(name in pins for name in ESSENTIAL_PACKAGES)
     if other_differences:
-        findings.append(Finding("WARN", "pins that differ: " + ", ".join(other_differences), fix))
+        findings.append(
+            Finding("WARN", "pins that differ: " + ", ".join(other_differences), fix)
+        )
     else:
-        findings.append(Finding("ok", f"the {others} other pins of requirements.txt match"))
+        findings.append(
+            Finding("ok", f"the {others} other pins of requirements.txt match")
+        )
     return findings
 
 
-def check_port(port: int, purpose: str, blocking: bool, other_ports: tuple[int, ...] = ()) -> Finding:
+def check_port(
+    port: int, purpose: str, blocking: bool, other_ports: tuple[int, ...] = ()
+) -> Finding:
     from workshop.ports import port_is_free, who_listens
 
     if port_is_free(port):
         return Finding("ok", f"port {port} ({purpose}) is free")
     holder = who_listens(port)
-    held_by = f", held by {holder}" if holder else " (by a process of another user, or one /proc does not show)"
+    held_by = (
+        f", held by {holder}"
+        if holder
+        else " (by a process of another user, or one /proc does not show)"
+    )
     pid = holder.split(":")[0].removeprefix("pid ") if holder else "PID"
     fix = f"stop that program (Ctrl-C in its terminal, or: kill {pid})"
     if blocking:
         # Suggest a port that is free now and that no other part of the workshop uses.
-        spare = next((p for p in range(port + 1, port + 100) if p not in other_ports and port_is_free(p)), None)
+        spare = next(
+            (
+                p
+                for p in range(port + 1, port + 100)
+                if p not in other_ports and port_is_free(p)
+            ),
+            None,
+        )
         if spare:
             fix += f", or run the chat on another port: PORT={spare} make step N"
-    return Finding("FAIL" if blocking else "WARN", f"port {port} ({purpose}) is in use{held_by}", fix)
+    return Finding(
+        "FAIL" if blocking else "WARN",
+        f"port {port} ({purpose}) is in use{held_by}",
+        fix,
+    )
 
 
 def find_browser() -> str | None:
     """Chromium for the browser checks: the one CHROMIUM names, the system's, or one Playwright downloaded."""
     if os.environ.get("CHROMIUM"):
-        return os.environ["CHROMIUM"] if os.access(os.environ["CHROMIUM"], os.X_OK) else None
+        return (
+            os.environ["CHROMIUM"]
+            if os.access(os.environ["CHROMIUM"], os.X_OK)
+            else None
+        )
     for candidate in SYSTEM_CHROMIUM:
         found = shutil.which(candidate)
         if found:
             return found
-    cache = os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or str(Path.home() / ".cache" / "ms-playwright")
-    for pattern in ("chromium-*/chrome-linux*/chrome", "chromium_headless_shell-*/chrome-linux*/headless_shell",
-                    "chromium-*/chrome-mac*/Chromium.app/Contents/MacOS/Chromium"):
+    cache = os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or str(
+        Path.home() / ".cache" / "ms-playwright"
+    )
+    for pattern in (
+        "chromium-*/chrome-linux*/chrome",
+        "chromium_headless_shell-*/chrome-linux*/headless_shell",
+        "chromium-*/chrome-mac*/Chromium.app/Contents/MacOS/Chromium",
+    ):
         for found in sorted(glob.glob(os.path.join(cache, pattern)), reverse=True):
             if os.access(found, os.X_OK):
                 return found
@@ -170,24 +222,41 @@ def check_browser() -> Finding:
     if browser:
         return Finding("ok", f"a browser for the browser checks: {browser}")
     if os.environ.get("CHROMIUM"):
-        return Finding("WARN", f"CHROMIUM={os.environ['CHROMIUM']} is not a program: the browser checks cannot run",
-                       "point CHROMIUM at a Chromium or Chrome executable, or unset it")
+        return Finding(
+            "WARN",
+            f"CHROMIUM={os.environ['CHROMIUM']} is not a program: the browser checks cannot run",
+            "point CHROMIUM at a Chromium or Chrome executable, or unset it",
+        )
     return Finding(
-        "WARN", "no Chromium found (chromium on PATH, or Playwright's): the browser checks will be skipped",
+        "WARN",
+        "no Chromium found (chromium on PATH, or Playwright's): the browser checks will be skipped",
         "sudo apt-get install chromium (Debian, Ubuntu, WSL), or: .venv/bin/python -m playwright install chromium",
     )
 
 
 def check_git() -> Finding:
     try:
-        inside = subprocess.run(
-            ["git", "rev-parse", "--is-inside-work-tree"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip() == "true"
+        inside = (
+            subprocess.run(
+                ["git", "rev-parse", "--is-inside-work-tree"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            == "true"
+        )
     except OSError:
-        return Finding("WARN", "git is not installed: make reset cannot find the original starters", "install git")
+        return Finding(
+            "WARN",
+            "git is not installed: make reset cannot find the original starters",
+            "install git",
+        )
     if not inside:
-        return Finding("WARN", "this folder is not a git clone: make reset cannot find the original starters",
-                       "clone the workshop with git")
+        return Finding(
+            "WARN",
+            "this folder is not a git clone: make reset cannot find the original starters",
+            "clone the workshop with git",
+        )
     return Finding("ok", "git clone: make reset can find the original starters")
 
 
@@ -209,8 +278,12 @@ def examine(port: int, guide_port: int) -> list[Finding]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8000, help="the chat's port (default 8000)")
-    parser.add_argument("--guide-port", type=int, default=8001, help="the guide's port (default 8001)")
+    parser.add_argument(
+        "--port", type=int, default=8000, help="the chat's port (default 8000)"
+    )
+    parser.add_argument(
+        "--guide-port", type=int, default=8001, help="the guide's port (default 8001)"
+    )
     args = parser.parse_args(argv)
 
     print(f"Checking this machine for the workshop ({ROOT}):\n")
@@ -223,9 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     warnings = sum(finding.level == "WARN" for finding in findings)
     print()
     if blocking:
-        print(f"{blocking} problem(s) block the workshop: fix the FAIL lines above, then run make doctor again.")
+        print(
+            f"{blocking} problem(s) block the workshop: fix the FAIL lines above, then run make doctor again."
+        )
         return 1
-    print("Ready for the workshop." + (f" ({warnings} warning(s): see WARN above.)" if warnings else ""))
+    print(
+        "Ready for the workshop."
+        + (f" ({warnings} warning(s): see WARN above.)" if warnings else "")
+    )
     return 0
 
 

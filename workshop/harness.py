@@ -35,13 +35,21 @@ WAIT_SECONDS = float(os.environ.get("CHECK_WAIT_SECONDS", "3"))
 class ChatServer:
     """One running chat app. Stop it with `.stop()` (the fixtures do)."""
 
-    def __init__(self, app_dir: Path, command: list[str], env: dict | None = None, port: int | None = None):
+    def __init__(
+        self,
+        app_dir: Path,
+        command: list[str],
+        env: dict | None = None,
+        port: int | None = None,
+    ):
         self.app_dir = Path(app_dir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws/chat"
         # A file, not a pipe: a server that logs a lot must never block on a full pipe nobody reads.
-        self._log = tempfile.NamedTemporaryFile(prefix="chat-server-", suffix=".log", delete=False)
+        self._log = tempfile.NamedTemporaryFile(
+            prefix="chat-server-", suffix=".log", delete=False
+        )
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
         environment.pop("CELLO_ENV", None)  # production mode forks one process per CPU
         environment.update(env or {})
@@ -53,18 +61,21 @@ class ChatServer:
             env=environment,
             start_new_session=True,  # so stop() can end the server and anything it started
         )
-        self._clients: list["ChatClient"] = []
+        self._clients: list[ChatClient] = []
 
     def wait_until_accepting(self, timeout: float = STARTUP_SECONDS) -> "ChatServer":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.stop()
-                printed = self.output_tail() if self.output().strip() else "    (nothing)"
+                printed = (
+                    self.output_tail() if self.output().strip() else "    (nothing)"
+                )
                 hint = (
                     "\nA clean exit without serving means app.py never called app.run(): "
                     'does it end with an `if __name__ == "__main__":` block that does?'
-                    if self.process.returncode == 0 else ""
+                    if self.process.returncode == 0
+                    else ""
                 )
                 raise AssertionError(
                     f"The server in {self.app_dir.relative_to(ROOT) if self.app_dir.is_relative_to(ROOT) else self.app_dir} "
@@ -77,24 +88,36 @@ class ChatServer:
             except OSError:
                 time.sleep(0.02)
         self.stop()
-        raise AssertionError(f"The server in {self.app_dir} did not accept connections within {timeout} s.")
+        raise AssertionError(
+            f"The server in {self.app_dir} did not accept connections within {timeout} s."
+        )
 
     # --- HTTP -------------------------------------------------------------------------------------------------
     def get(self, path: str) -> tuple[int, dict, str]:
         """(status, headers, body text) of GET path; an HTTP error status is returned, not raised."""
         try:
-            with urllib.request.urlopen(self.url + path, timeout=WAIT_SECONDS) as response:
+            with urllib.request.urlopen(
+                self.url + path, timeout=WAIT_SECONDS
+            ) as response:
                 return response.status, dict(response.headers), response.read().decode()
         except urllib.error.HTTPError as error:
-            return error.code, dict(error.headers), error.read().decode(errors="replace")
+            return (
+                error.code,
+                dict(error.headers),
+                error.read().decode(errors="replace"),
+            )
 
     def get_json(self, path: str):
         status, _, body = self.get(path)
-        assert status == 200, f"GET {path} answered {status} instead of 200: {body[:300]}"
+        assert status == 200, (
+            f"GET {path} answered {status} instead of 200: {body[:300]}"
+        )
         try:
             return json.loads(body)
         except json.JSONDecodeError:
-            raise AssertionError(f"GET {path} should answer JSON, but answered: {body[:300]}") from None
+            raise AssertionError(
+                f"GET {path} should answer JSON, but answered: {body[:300]}"
+            ) from None
 
     # --- WebSocket clients -------------------------------------------------------------------------------------
     def connect(self, path: str = "/ws/chat") -> "ChatClient":
@@ -112,7 +135,8 @@ class ChatServer:
         return Path(self._log.name).read_text(errors="replace")
 
     def output_tail(self, lines: int = 15) -> str:
-        plain = ANSI_ESCAPE.sub("", self.output())  # Cello's banner is coloured for a terminal
+        # Cello's banner is coloured for a terminal.
+        plain = ANSI_ESCAPE.sub("", self.output())
         return "\n".join("    " + line for line in plain.splitlines()[-lines:])
 
     def stop(self) -> None:
@@ -134,15 +158,36 @@ class ChatServer:
         Path(self._log.name).unlink(missing_ok=True)
 
 
-def start_server(app_dir: Path, env: dict | None = None, direct: bool = False, port: int | None = None) -> ChatServer:
+def start_server(
+    app_dir: Path,
+    env: dict | None = None,
+    direct: bool = False,
+    port: int | None = None,
+) -> ChatServer:
     """Start app_dir's app on a free port: through `workshop.serve` (as `make step N` does), or with
     `direct=True` as `python app.py --port P` (step 7's own entry point). `port=` restarts a stopped
     server where its clients (a browser tab that reconnects) will look for it."""
     app_dir = Path(app_dir).resolve()
     if direct:
-        command = [sys.executable, str(app_dir / "app.py"), "--host", "127.0.0.1", "--port", "{port}"]
+        command = [
+            sys.executable,
+            str(app_dir / "app.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+        ]
     else:
-        command = [sys.executable, "-m", "workshop.serve", str(app_dir), "--host", "127.0.0.1", "--port", "{port}"]
+        command = [
+            sys.executable,
+            "-m",
+            "workshop.serve",
+            str(app_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+        ]
     server = ChatServer(app_dir, command, env, port)
     try:
         return server.wait_until_accepting()
@@ -154,7 +199,10 @@ def start_server(app_dir: Path, env: dict | None = None, direct: bool = False, p
 def describe(messages: list) -> str:
     if not messages:
         return "nothing"
-    return ", ".join(json.dumps(message) if not isinstance(message, str) else repr(message) for message in messages[-8:])
+    return ", ".join(
+        json.dumps(message) if not isinstance(message, str) else repr(message)
+        for message in messages[-8:]
+    )
 
 
 class ChatClient:
@@ -165,12 +213,21 @@ class ChatClient:
             # max_queue=None: keep reading frames even when the test has not consumed them yet; a client with a
             # full queue stops reading the socket and would only notice the server's close after close_timeout.
             self.connection = websocket_connect(
-                url, open_timeout=WAIT_SECONDS, max_size=None, max_queue=None, close_timeout=1, legacy=True
+                url,
+                open_timeout=WAIT_SECONDS,
+                max_size=None,
+                max_queue=None,
+                close_timeout=1,
+                legacy=True,
             )
         except Exception as error:
-            raise AssertionError(f"Could not open a WebSocket at {url}: {error}") from None
+            raise AssertionError(
+                f"Could not open a WebSocket at {url}: {error}"
+            ) from None
         self.received: list = []  # every message so far, in order (decoded JSON where it was JSON)
-        self._unread = 0  # index into received of the first message no wait has consumed yet
+        self._unread = (
+            0  # index into received of the first message no wait has consumed yet
+        )
         self.closed_reason: str | None = None
 
     # --- sending -----------------------------------------------------------------------------------------------
@@ -226,7 +283,9 @@ class ChatClient:
                     f"It had received: {describe(self.received)}"
                 ) from None
             if message is None:
-                raise AssertionError(f"Waited {timeout:g} s for {what}, but received: {describe(self.received)}")
+                raise AssertionError(
+                    f"Waited {timeout:g} s for {what}, but received: {describe(self.received)}"
+                )
 
     def wait_for_system(self, text: str, timeout: float = WAIT_SECONDS) -> dict:
         return self.wait_for(
@@ -235,16 +294,26 @@ class ChatClient:
             timeout,
         )
 
-    def wait_for_chat(self, username: str, message: str, timeout: float = WAIT_SECONDS) -> dict:
+    def wait_for_chat(
+        self, username: str, message: str, timeout: float = WAIT_SECONDS
+    ) -> dict:
         return self.wait_for(
-            lambda m: m.get("type") == "chat" and m.get("username") == username and m.get("message") == message,
+            lambda m: (
+                m.get("type") == "chat"
+                and m.get("username") == username
+                and m.get("message") == message
+            ),
             f'the chat message {{"username": "{username}", "message": "{message[:40]}"}}',
             timeout,
         )
 
     def expect_error(self, after: str, timeout: float = WAIT_SECONDS) -> dict:
         """The next error message; `after` says what the client sent, for the failure message."""
-        error = self.wait_for(lambda m: m.get("type") == "error", f'{{"type": "error", ...}} after {after}', timeout)
+        error = self.wait_for(
+            lambda m: m.get("type") == "error",
+            f'{{"type": "error", ...}} after {after}',
+            timeout,
+        )
         assert isinstance(error.get("message"), str) and error["message"].strip(), (
             f'An error message needs a "message" that says what was wrong; after {after} the server sent {error}'
         )
@@ -260,7 +329,9 @@ class ChatClient:
         self.unread()
         start = len(self.received)
         self.send_json(["sync-probe"])
-        self.expect_error(after="a JSON array (the checks' sync probe)", timeout=timeout)
+        self.expect_error(
+            after="a JSON array (the checks' sync probe)", timeout=timeout
+        )
         return self.received[start : self._unread - 1]
 
     def unread(self) -> list:
@@ -318,7 +389,9 @@ class RawParticipant:
         while b"\r\n\r\n" not in self.data:
             chunk = self.sock.recv(4096)
             if not chunk:
-                raise AssertionError("The server closed a new connection during its handshake.")
+                raise AssertionError(
+                    "The server closed a new connection during its handshake."
+                )
             self.data += chunk
         head, _, self.data = self.data.partition(b"\r\n\r\n")
         status = head.split(b"\r\n")[0]
@@ -326,7 +399,7 @@ class RawParticipant:
 
     def say(self, text: str) -> None:
         """A masked text frame (clients must mask; an all-zero mask leaves it as it is)."""
-        payload = ('{"type": "chat", "message": "%s"}' % text).encode()
+        payload = json.dumps({"type": "chat", "message": text}).encode()
         assert len(payload) < 126
         self.sock.sendall(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
 
@@ -371,7 +444,9 @@ def join_raw(server: ChatServer, receive_buffer: int | None = None):
     """A RawParticipant and the name the room gave it (it reads nothing: GET /users tells)."""
     before = set(online(server))
     participant = RawParticipant(server, receive_buffer)
-    joined = eventually(lambda: set(online(server)) - before, "GET /users to list a newcomer")
+    joined = eventually(
+        lambda: set(online(server)) - before, "GET /users to list a newcomer"
+    )
     return participant, joined.pop()
 
 

@@ -23,7 +23,10 @@ STATE_FILE = ROOT / ".workshop-state" / "hints.json"
 def all_hints() -> dict[str, list[str]]:
     """Step folder ("step4", "room") -> its hints, in order."""
     data = tomllib.loads(HINTS_FILE.read_text(encoding="utf-8"))
-    return {folder: [hint.strip() for hint in table["hints"]] for folder, table in data.items()}
+    return {
+        folder: [hint.strip() for hint in table["hints"]]
+        for folder, table in data.items()
+    }
 
 
 def hints_seen() -> dict[str, int]:
@@ -42,15 +45,26 @@ def remember(key: str, count: int) -> None:
 
 def formatted(hint: str) -> str:
     """The hint indented, its "Read: docs/stepN.md#section" lines also giving the served guide's address."""
-    hint = re.sub(r"^Read: docs/(\S+)$", lambda found: f"Read: {guide_link(found.group(1))}", hint, flags=re.MULTILINE)
+    hint = re.sub(
+        r"^Read: docs/(\S+)$",
+        lambda found: f"Read: {guide_link(found.group(1))}",
+        hint,
+        flags=re.MULTILINE,
+    )
     return "\n".join("    " + line if line else "" for line in hint.splitlines())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("key", help="a step, 1 to 7, or a chapter")
-    parser.add_argument("--again", action="store_true", help="forget which hints were shown and start over")
-    parser.add_argument("--all", action="store_true", help="show every hint seen so far again")
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="forget which hints were shown and start over",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="show every hint seen so far again"
+    )
     args = parser.parse_args(argv)
     try:
         the_step = step(args.key)
@@ -65,14 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     first = 1 if args.all else shown  # the new hint only: the earlier ones were read
     for index, hint in enumerate(hints[first - 1 : shown], start=first):
         new = " (new)" if index > before else ""
-        print(f"{the_step.label.capitalize()}, hint {index} of {len(hints)}{new}:\n\n{formatted(hint)}\n")
+        print(
+            f"{the_step.label.capitalize()}, hint {index} of {len(hints)}{new}:\n\n{formatted(hint)}\n"
+        )
     if first > 1:
         print(f"(hints 1-{first - 1} again: `python -m workshop hint {key} --all`)")
     if shown < len(hints):
         print(f"Still stuck? `make hint {key}` again gives the next one.")
     else:
         if before == len(hints):
-            print(f"That is every hint for {the_step.label}. `make hint {key} AGAIN=1` starts over.")
+            print(
+                f"That is every hint for {the_step.label}. `make hint {key} AGAIN=1` starts over."
+            )
         print(
             f"`make diff {key}` shows what is left between your code and the finished step; "
             f"`make solve {key}` puts the finished step in place (your folder is backed up first)."

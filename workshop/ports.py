@@ -17,7 +17,8 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     # A plain bind (no SO_REUSEPORT) fails while any socket listens on the port, even one that shares it.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
+        # Ignore TIME_WAIT leftovers.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:
@@ -65,7 +66,13 @@ def who_listens(port: int) -> str | None:
                 continue
             if target.startswith("socket:[") and target[8:-1] in inodes:
                 try:
-                    command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                    command = (
+                        Path(f"/proc/{pid}/cmdline")
+                        .read_bytes()
+                        .replace(b"\0", b" ")
+                        .decode()
+                        .strip()
+                    )
                 except OSError:
                     command = "?"
                 return f"pid {pid}: {command}"

@@ -60,7 +60,10 @@ class CheckResults:
 
 
 def checks_environment(wait_seconds: str | None = None) -> dict:
-    environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # leave no __pycache__ in the learner's folders
+    environment = {
+        **os.environ,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }  # leave no __pycache__ in the learner's folders
     if wait_seconds is not None:
         environment["CHECK_WAIT_SECONDS"] = wait_seconds
     return environment
@@ -68,20 +71,37 @@ def checks_environment(wait_seconds: str | None = None) -> dict:
 
 def pytest_command(step: Step, report: Path, extra: tuple[str, ...] = ()) -> list[str]:
     return [
-        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "workshop.progress_plugin",
-        f"--junitxml={report}", *extra, str(step.starter_dir.relative_to(ROOT)),
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "workshop.progress_plugin",
+        f"--junitxml={report}",
+        *extra,
+        str(step.starter_dir.relative_to(ROOT)),
     ]
 
 
 def has_browser_checks(step: Step) -> bool:
-    return any("workshop.browser" in checks.read_text() for checks in step.starter_dir.glob("test_*.py"))
+    return any(
+        "workshop.browser" in checks.read_text()
+        for checks in step.starter_dir.glob("test_*.py")
+    )
 
 
-def read_report(step: Step, report: Path, exit_status: int, output: str) -> CheckResults:
+def read_report(
+    step: Step, report: Path, exit_status: int, output: str
+) -> CheckResults:
     """CheckResults from pytest's JUnit XML report (exit status 1 only means some check failed)."""
     results = CheckResults(step)
     if not report.is_file() or exit_status not in (0, 1):
-        last_line = output.strip().splitlines()[-1] if output.strip() else f"exit status {exit_status}"
+        last_line = (
+            output.strip().splitlines()[-1]
+            if output.strip()
+            else f"exit status {exit_status}"
+        )
         results.problem = f"the checks could not run ({last_line})"
         return results
     for case in ElementTree.parse(report).iter("testcase"):
@@ -100,7 +120,9 @@ def processes_of_run(run_id: str) -> list[int]:
     """Live processes that inherited this run's RUN_MARKER: the checks and the servers they started."""
     marker = f"{RUN_MARKER}={run_id}".encode()
     found = []
-    for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
+    for pid in filter(
+        str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []
+    ):
         try:
             if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
                 found.append(int(pid))
@@ -126,7 +148,8 @@ def stop_leftovers(run_id: str) -> None:
     server leaves that server running (the fixture that would stop it never finished)."""
     for pid in processes_of_run(run_id):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)  # as Ctrl-C would: the server shuts down cleanly
+            # As Ctrl-C would: the server shuts down cleanly.
+            os.kill(pid, signal.SIGINT)
     deadline = time.monotonic() + 5
     while (left := processes_of_run(run_id)) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -146,30 +169,45 @@ def run_checks(step: Step) -> CheckResults:
     with tempfile.TemporaryDirectory(prefix="workshop-progress-") as scratch:
         report = Path(scratch) / "report.xml"
         checks = subprocess.Popen(
-            pytest_command(step, report, ("-q",)), cwd=ROOT, text=True,
+            pytest_command(step, report, ("-q",)),
+            cwd=ROOT,
+            text=True,
             env={**checks_environment(wait_seconds), RUN_MARKER: run_id},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         try:
             output, _ = checks.communicate(timeout=STEP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
             stop_checks(checks, run_id)
-            return CheckResults(step, problem=(
-                f"the checks did not finish within {STEP_TIMEOUT_SECONDS:g} s; `make check {step.key}` shows which hangs"
-            ))
+            return CheckResults(
+                step,
+                problem=(
+                    f"the checks did not finish within {STEP_TIMEOUT_SECONDS:g} s; `make check {step.key}` shows which hangs"
+                ),
+            )
         return read_report(step, report, checks.returncode, output)
 
 
 # --- results kept from earlier runs -------------------------------------------------------------------------------
 
+
 def fingerprint(step: Step) -> str:
     """Changes whenever anything the step's checks depend on changes."""
     digest = hashlib.sha256(sys.version.encode())
-    inputs = [*step.starter_dir.rglob("*"), *(ROOT / "workshop").rglob("*.py"),
-              *(ROOT / name for name in ("conftest.py", "pytest.ini", "requirements.txt"))]
+    inputs = [
+        *step.starter_dir.rglob("*"),
+        *(ROOT / "workshop").rglob("*.py"),
+        *(ROOT / name for name in ("conftest.py", "pytest.ini", "requirements.txt")),
+    ]
     for path in sorted(inputs):
         if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+            digest.update(
+                path.relative_to(ROOT).as_posix().encode()
+                + b"\0"
+                + path.read_bytes()
+                + b"\0"
+            )
     return digest.hexdigest()
 
 
@@ -182,9 +220,14 @@ def kept_passes() -> dict:
 
 def keep_passes(results: list[CheckResults], fingerprints: dict[str, str]) -> None:
     kept = {
-        result.step.key: {"fingerprint": fingerprints[result.step.key], "passed": result.passed,
-                                  "total": result.total, "skipped": result.skipped}
-        for result in results if result.done
+        result.step.key: {
+            "fingerprint": fingerprints[result.step.key],
+            "passed": result.passed,
+            "total": result.total,
+            "skipped": result.skipped,
+        }
+        for result in results
+        if result.done
     }
     STATE_FILE.parent.mkdir(exist_ok=True)
     # Written whole and renamed into place: a second `make progress` running meanwhile never reads half a file.
@@ -197,12 +240,17 @@ def step_results(step: Step, fingerprints: dict[str, str], kept: dict) -> CheckR
     earlier = kept.get(step.key)
     if earlier and earlier["fingerprint"] == fingerprints[step.key]:
         return CheckResults(
-            step, earlier["passed"], earlier["total"], skipped=earlier["skipped"], from_earlier_run=True
+            step,
+            earlier["passed"],
+            earlier["total"],
+            skipped=earlier["skipped"],
+            from_earlier_run=True,
         )
     return run_checks(step)
 
 
 # --- the report -----------------------------------------------------------------------------------------------------
+
 
 def table(results: list[CheckResults]) -> str:
     title_width = max(len(result.step.title) for result in results)
@@ -213,7 +261,9 @@ def table(results: list[CheckResults]) -> str:
         counted = f"{result.passed} of {result.total}" if not result.problem else "-"
         status = "passed" if result.done else "not yet"
         if result.done and result.skipped:
-            status += f" ({result.skipped} skipped: make check {result.step.key} says why)"
+            status += (
+                f" ({result.skipped} skipped: make check {result.step.key} says why)"
+            )
         if result.problem:
             status += f": {result.problem}"
         key, title = result.step.key, result.step.title
@@ -224,11 +274,15 @@ def table(results: list[CheckResults]) -> str:
 def next_step_advice(results: list[CheckResults]) -> str:
     todo = [result for result in results if not result.done]
     if not todo:
-        return "Every step and chapter passes: `make step room` runs your chat. Well done!"
+        return (
+            "Every step and chapter passes: `make step room` runs your chat. Well done!"
+        )
     if not any(not result.done for result in results if not result.step.is_chapter):
         chapters = ", ".join(result.step.key for result in todo)
         done = "All seven steps pass: your chat runs with `make step 7`."
-        return f"{done} Beyond the tutorial, the chapters: {chapters} (make check NAME)."
+        return (
+            f"{done} Beyond the tutorial, the chapters: {chapters} (make check NAME)."
+        )
     step = todo[0].step
     return (
         f"Next: {step.label}, {step.title}. Follow the TODO({step.todo_tag}) blocks in "
@@ -240,7 +294,11 @@ def next_step_advice(results: list[CheckResults]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fresh", action="store_true", help="rerun every step, even those unchanged since passing")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="rerun every step, even those unchanged since passing",
+    )
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -248,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     kept = {} if args.fresh else kept_passes()
     try:
         with ThreadPoolExecutor(max_workers=len(STEPS)) as pool:
-            results = list(pool.map(lambda step: step_results(step, fingerprints, kept), STEPS))
+            results = list(
+                pool.map(lambda step: step_results(step, fingerprints, kept), STEPS)
+            )
     except KeyboardInterrupt:
         # The checks had the Ctrl-C too (same terminal), and the pool has waited for them to stop.
         for step in STEPS:
@@ -261,11 +321,15 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print()
     print(next_step_advice(results))
-    print(f"\n(checked in {seconds:.1f} s, waiting at most {PROGRESS_WAIT_SECONDS} s for each event; "
-          "`make check N` waits longer)")
+    print(
+        f"\n(checked in {seconds:.1f} s, waiting at most {PROGRESS_WAIT_SECONDS} s for each event; "
+        "`make check N` waits longer)"
+    )
     unchanged = [result.step.key for result in results if result.from_earlier_run]
     if unchanged:
-        print(f"(not rerun: step {', '.join(unchanged)}, unchanged since passing; `make progress FRESH=1` reruns all)")
+        print(
+            f"(not rerun: step {', '.join(unchanged)}, unchanged since passing; `make progress FRESH=1` reruns all)"
+        )
     return 0
 
 

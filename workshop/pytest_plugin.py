@@ -27,7 +27,9 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "guide(section): the guide section that explains this check")
+    config.addinivalue_line(
+        "markers", "guide(section): the guide section that explains this check"
+    )
     # Each server runs in its own session (so stop() can end its whole group), which a terminal's Ctrl-C does
     # not reach. A SIGTERM (a CI timeout, `kill`) becomes a KeyboardInterrupt, so that the fixtures still stop them.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -40,7 +42,11 @@ def _interrupt(signum, frame):
 @pytest.fixture(scope="module")
 def app_dir(request) -> Path:
     chosen = request.config.getoption("--app")
-    folder = (Path.cwd() / chosen).resolve() if chosen else Path(request.module.__file__).parent
+    folder = (
+        (Path.cwd() / chosen).resolve()
+        if chosen
+        else Path(request.module.__file__).parent
+    )
     if not (folder / "app.py").is_file():
         pytest.fail(f"There is no app.py in {folder}.", pytrace=False)
     return folder
@@ -66,7 +72,9 @@ def chat_module(app_dir):
     """The app module imported into the test process, for checks of plain functions and data."""
     sys.path.insert(0, str(app_dir))
     try:
-        spec = importlib.util.spec_from_file_location(f"chat_app_{next(_module_names)}", app_dir / "app.py")
+        spec = importlib.util.spec_from_file_location(
+            f"chat_app_{next(_module_names)}", app_dir / "app.py"
+        )
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
@@ -77,16 +85,24 @@ def chat_module(app_dir):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    if report.failed and call.excinfo is not None and call.excinfo.errisinstance(AssertionError):
+    if (
+        report.failed
+        and call.excinfo is not None
+        and call.excinfo.errisinstance(AssertionError)
+    ):
         if Path(item.fspath).is_relative_to(ROOT / "steps"):
             report.longrepr = _plain_failure(item, call.excinfo.value)
     return report
 
 
 def _plain_failure(item, error: AssertionError) -> str:
-    what = (item.function.__doc__ or item.name).strip().splitlines()[0]
+    # The docstring's first paragraph, whole: it may run over several lines.
+    what = " ".join((item.function.__doc__ or item.name).strip().split("\n\n")[0].split())
     # pytest appends its own "assert ..." introspection to a message; the message already says it in words.
-    message = str(error).split("\nassert ")[0].strip() or "an assertion without a message failed"
+    message = (
+        str(error).split("\nassert ")[0].strip()
+        or "an assertion without a message failed"
+    )
     lines = [f"Check: {what}", "", *("  " + line for line in message.splitlines())]
     marker = item.get_closest_marker("guide")
     if marker:

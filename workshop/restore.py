@@ -15,7 +15,6 @@ origin/HEAD, then to HEAD itself.
 
 import argparse
 import datetime
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +32,9 @@ class RestoreError(Exception):
 def git(*arguments: str) -> str | None:
     """git's output, or None when the command fails (no git, not a clone, no such ref)."""
     try:
-        finished = subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True)
+        finished = subprocess.run(
+            ["git", *arguments], cwd=ROOT, capture_output=True, text=True
+        )
     except FileNotFoundError:
         return None
     return finished.stdout.strip() if finished.returncode == 0 else None
@@ -52,7 +53,9 @@ def pristine_commit() -> tuple[str, str]:
             return base, f"the last commit your branch shares with {name}"
     commit = git("rev-parse", "HEAD")
     if not commit:
-        raise RestoreError("This git repository has no commit yet, so it holds no starters.")
+        raise RestoreError(
+            "This git repository has no commit yet, so it holds no starters."
+        )
     return commit, "HEAD (this clone has no upstream branch)"
 
 
@@ -62,10 +65,15 @@ def committed_files(commit: str, folder: Path) -> dict[str, bytes]:
     listing = git("ls-tree", "-r", "-z", "--name-only", commit, "--", prefix)
     names = [name for name in (listing or "").split("\0") if name]
     if not names:
-        raise RestoreError(f"Commit {commit[:10]} has no {prefix}: there is no starter to go back to.")
+        raise RestoreError(
+            f"Commit {commit[:10]} has no {prefix}: there is no starter to go back to."
+        )
     return {
         name.removeprefix(prefix): subprocess.run(
-            ["git", "cat-file", "blob", f"{commit}:{name}"], cwd=ROOT, capture_output=True, check=True
+            ["git", "cat-file", "blob", f"{commit}:{name}"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
         ).stdout
         for name in names
     }
@@ -78,7 +86,9 @@ def current_files(folder: Path) -> dict[str, bytes]:
     return {
         path.relative_to(folder).as_posix(): path.read_bytes()
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts and ".pytest_cache" not in path.parts
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and ".pytest_cache" not in path.parts
     }
 
 
@@ -104,11 +114,15 @@ def replace_folder(the_step: Step, wanted: dict[str, bytes], description: str) -
     folder = the_step.starter_dir
     where = folder.relative_to(ROOT)
     if current_files(folder) == wanted:
-        print(f"{where} already is {description}: nothing to change, so no backup either.")
+        print(
+            f"{where} already is {description}: nothing to change, so no backup either."
+        )
         return 0
     backup = back_up(the_step)
     if backup:
-        print(f"Saved your {where} in {backup.relative_to(ROOT)}/ (nothing is lost: copy back what you need).")
+        print(
+            f"Saved your {where} in {backup.relative_to(ROOT)}/ (nothing is lost: copy back what you need)."
+        )
     for name in current_files(folder):
         if name not in wanted:
             (folder / name).unlink()
@@ -122,8 +136,15 @@ def replace_folder(the_step: Step, wanted: dict[str, bytes], description: str) -
 def reset(the_step: Step) -> int:
     commit, chosen = pristine_commit()
     starter = committed_files(commit, the_step.starter_dir)
-    replace_folder(the_step, starter, f"the starter of {the_step.label}, from {chosen} ({commit[:10]})")
-    if not any(TODO_START.search(content.decode(errors="replace")) for content in starter.values()):
+    replace_folder(
+        the_step,
+        starter,
+        f"the starter of {the_step.label}, from {chosen} ({commit[:10]})",
+    )
+    if not any(
+        TODO_START.search(content.decode(errors="replace"))
+        for content in starter.values()
+    ):
         print(
             f"Warning: that version has no TODO({the_step.todo_tag}) block, so it may be work of yours that you "
             f"committed. `git log -- steps/{the_step.folder}` lists the older versions."
@@ -137,9 +158,19 @@ def solve(the_step: Step) -> int:
     if not finished:
         raise RestoreError(f"{solution.relative_to(ROOT)} has no files to copy.")
     # The step's checks stay: they grade the folder, and the learner may have run or read them.
-    checks = {name: content for name, content in current_files(folder).items() if name not in app_files(folder)}
-    replace_folder(the_step, {**checks, **finished}, f"the finished {the_step.label} (your checks kept)")
-    print(f"Next: `make check {the_step.key}` grades it, `make step {the_step.key}` runs it.")
+    checks = {
+        name: content
+        for name, content in current_files(folder).items()
+        if name not in app_files(folder)
+    }
+    replace_folder(
+        the_step,
+        {**checks, **finished},
+        f"the finished {the_step.label} (your checks kept)",
+    )
+    print(
+        f"Next: `make check {the_step.key}` grades it, `make step {the_step.key}` runs it."
+    )
     return 0
 
 

@@ -17,7 +17,11 @@ from workshop.ports import busy_port_message, port_is_free
 def has_own_entry_point(app_file: Path) -> bool:
     """True once app.py has a top-level `if __name__ == "__main__":` block (step 7)."""
     for node in ast.parse(app_file.read_text(), str(app_file)).body:
-        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) and "__name__" in ast.unparse(node.test):
+        if (
+            isinstance(node, ast.If)
+            and "__main__" in ast.unparse(node.test)
+            and "__name__" in ast.unparse(node.test)
+        ):
             return True
     return False
 
@@ -31,7 +35,8 @@ def placeholder_app(app_file: Path):
     @app.get("/")
     def not_built_yet(request):
         return Response.text(
-            f"{app_file} defines no `app` yet. Follow its TODOs, then restart this server.\n", status=501
+            f"{app_file} defines no `app` yet. Follow its TODOs, then restart this server.\n",
+            status=501,
         )
 
     return app
@@ -57,7 +62,9 @@ def allow_open_files(wanted: int = 65536) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", help="a step folder, e.g. steps/step4 or solutions/step7")
+    parser.add_argument(
+        "folder", help="a step folder, e.g. steps/step4 or solutions/step7"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args, passthrough = parser.parse_known_args(argv)
@@ -65,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.folder)
     app_file = folder / "app.py"
     if not app_file.is_file():
-        print(f"error: {app_file} does not exist (expected a folder such as steps/step4)", file=sys.stderr)
+        print(
+            f"error: {app_file} does not exist (expected a folder such as steps/step4)",
+            file=sys.stderr,
+        )
         return 2
     if not port_is_free(args.port, args.host):
         print(f"error: {busy_port_message(args.port, args.host)}", file=sys.stderr)
@@ -74,12 +84,21 @@ def main(argv: list[str] | None = None) -> int:
     allow_open_files()
     # The step's own modules (e.g. step 7's helpers) import as they would under `python app.py`.
     sys.path.insert(0, str(folder.resolve()))
-    sys.argv = [str(app_file), "--host", args.host, "--port", str(args.port), *passthrough]
+    sys.argv = [
+        str(app_file),
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        *passthrough,
+    ]
     if has_own_entry_point(app_file):
         runpy.run_path(str(app_file), run_name="__main__")
         return 0
 
-    app = runpy.run_path(str(app_file), run_name="chat_app").get("app") or placeholder_app(app_file)
+    app = runpy.run_path(str(app_file), run_name="chat_app").get(
+        "app"
+    ) or placeholder_app(app_file)
     # One process, always: the chat room lives in this process's memory (CELLO_ENV=production would fork).
     app.run(host=args.host, port=args.port, workers=1)
     return 0

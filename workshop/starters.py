@@ -32,19 +32,23 @@ def todo_blocks(lines: list[str]) -> list[tuple[str, int, int]]:
             blocks.append((tag, start, number))
             start = None
     if start is not None:
-        raise ValueError(f"the TODO block that starts on line {start + 1} has no END TODO line")
+        raise ValueError(
+            f"the TODO block that starts on line {start + 1} has no END TODO line"
+        )
     return blocks
 
 
 def strip_todo_blocks(text: str) -> str:
     lines = text.splitlines(keepends=True)
-    inside = {n for _, first, last in todo_blocks(lines) for n in range(first, last + 1)}
+    inside = {
+        n for _, first, last in todo_blocks(lines) for n in range(first, last + 1)
+    }
     return "".join(line for number, line in enumerate(lines) if number not in inside)
 
 
 def layout_insensitive(text: str) -> str:
-    """Text with runs of blank lines folded into one: where a TODO block sat may leave an extra blank line."""
-    return re.sub(r"\n\s*\n(\s*\n)+", "\n\n", text).strip() + "\n"
+    """Text without its blank lines: where a TODO block sat may leave one, or take one."""
+    return "\n".join(line for line in text.splitlines() if line.strip()) + "\n"
 
 
 def app_files(folder: Path) -> dict[str, Path]:
@@ -85,11 +89,17 @@ def drift(step: Step) -> list[str]:
             problems.append(f"{where}: {error}")
             continue
         if name in previous:
-            expected, actual, source = previous[name].read_text(), stripped, f"{before}/{name}"
+            expected, actual, source = (
+                previous[name].read_text(),
+                stripped,
+                f"{before}/{name}",
+            )
         elif not stripped.strip():
             continue  # a new file that is all TODO: the learner writes it
         elif name not in finished:
-            problems.append(f"{where} is new here but is neither all TODO nor in solutions/{step.folder}")
+            problems.append(
+                f"{where} is new here but is neither all TODO nor in solutions/{step.folder}"
+            )
             continue
         elif stripped != text:
             if not is_in_order_within(stripped, finished[name].read_text()):
@@ -103,15 +113,27 @@ def drift(step: Step) -> list[str]:
             source = f"solutions/{step.folder}/{name} (ready-made)"
         if layout_insensitive(actual) != layout_insensitive(expected):
             diff = difflib.unified_diff(
-                expected.splitlines(), actual.splitlines(), source, f"{where} without its TODO blocks",
-                lineterm="", n=1,
+                expected.splitlines(),
+                actual.splitlines(),
+                source,
+                f"{where} without its TODO blocks",
+                lineterm="",
+                n=1,
             )
             problems.append("\n".join(diff))
-    tags = {tag for path in starter.values() for tag, _, _ in todo_blocks(path.read_text().splitlines())}
+    tags = {
+        tag
+        for path in starter.values()
+        for tag, _, _ in todo_blocks(path.read_text().splitlines())
+    }
     if step.todo_tag not in tags:
-        problems.append(f"{here} has no TODO({step.todo_tag}) block: what is the learner to do?")
+        problems.append(
+            f"{here} has no TODO({step.todo_tag}) block: what is the learner to do?"
+        )
     if stray := tags - {step.todo_tag}:
-        problems.append(f"{here} has TODO blocks of other steps: {', '.join(sorted(stray))}")
+        problems.append(
+            f"{here} has TODO blocks of other steps: {', '.join(sorted(stray))}"
+        )
     return problems
 
 
@@ -151,6 +173,8 @@ def typed_lines(step: Step) -> dict[str, int]:
             for line in new[first:last]
         ]
         counts[name] = sum(
-            1 for line in added if line.strip() and not line.strip().startswith(COMMENT_STARTS)
+            1
+            for line in added
+            if line.strip() and not line.strip().startswith(COMMENT_STARTS)
         )
     return counts

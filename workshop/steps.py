@@ -30,7 +30,9 @@ class Step:
     def number(self) -> int:
         """The step's number; chapters have none."""
         if self.is_chapter:
-            raise AttributeError(f"{self.key} is a chapter: it has a name, not a number")
+            raise AttributeError(
+                f"{self.key} is a chapter: it has a name, not a number"
+            )
         return int(self.key)
 
     @property

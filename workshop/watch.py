@@ -14,7 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from workshop.progress import RUN_MARKER, CheckResults, checks_environment, pytest_command, read_report, stop_checks
+from workshop.progress import (
+    RUN_MARKER,
+    CheckResults,
+    checks_environment,
+    pytest_command,
+    read_report,
+    stop_checks,
+)
 from workshop.steps import ROOT, STEPS, Step, step
 
 POLL_SECONDS = 0.5
@@ -22,7 +29,11 @@ POLL_SECONDS = 0.5
 
 def is_editor_scratch(name: str) -> bool:
     """Files editors write beside the real one while saving (vim's .swp and 4913, emacs's #file#, backups~)."""
-    return name.startswith((".", "#")) or name.endswith(("~", ".swp", ".swx")) or name == "4913"
+    return (
+        name.startswith((".", "#"))
+        or name.endswith(("~", ".swp", ".swx"))
+        or name == "4913"
+    )
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -30,7 +41,9 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     files = {}
     for path in folder.rglob("*"):
         relative = path.relative_to(folder)
-        if "__pycache__" in relative.parts or any(is_editor_scratch(part) for part in relative.parts):
+        if "__pycache__" in relative.parts or any(
+            is_editor_scratch(part) for part in relative.parts
+        ):
             continue
         try:
             status = path.stat()
@@ -42,7 +55,9 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def changed_names(before: dict, after: dict) -> list[str]:
-    return sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name))
+    return sorted(
+        name for name in set(before) | set(after) if before.get(name) != after.get(name)
+    )
 
 
 def wait_for_change(folder: Path, last: dict) -> dict:
@@ -67,8 +82,12 @@ def run_checks_showing_output(the_step: Step) -> CheckResults:
     with tempfile.TemporaryDirectory(prefix="workshop-watch-") as scratch:
         report = Path(scratch) / "report.xml"
         checks = subprocess.Popen(
-            pytest_command(the_step, report, ("-q", *colour)), cwd=ROOT, env=environment,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            pytest_command(the_step, report, ("-q", *colour)),
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         tail = b""  # the end of the output, to explain a run that could not even start
         try:
@@ -80,7 +99,9 @@ def run_checks_showing_output(the_step: Step) -> CheckResults:
         except KeyboardInterrupt:
             stop_checks(checks, run_id)
             raise
-        return read_report(the_step, report, checks.returncode, tail.decode(errors="replace"))
+        return read_report(
+            the_step, report, checks.returncode, tail.decode(errors="replace")
+        )
 
 
 def summary(results: CheckResults) -> str:
@@ -99,17 +120,25 @@ def summary(results: CheckResults) -> str:
 def watch(the_step: Step) -> None:
     folder = the_step.starter_dir
     where = folder.relative_to(ROOT)
-    print(f"[watch] Watching {where}: its checks run now, and again each time you save a file there. "
-          "Ctrl-C stops.", flush=True)
+    print(
+        f"[watch] Watching {where}: its checks run now, and again each time you save a file there. "
+        "Ctrl-C stops.",
+        flush=True,
+    )
     files = snapshot(folder)
     while True:
         results = run_checks_showing_output(the_step)
         print(summary(results), flush=True)
         checked, files = files, snapshot(folder)
-        if files == checked:  # nothing was saved while the checks ran: wait for the next save
+        if (
+            files == checked
+        ):  # nothing was saved while the checks ran: wait for the next save
             files = wait_for_change(folder, checked)
-        print(f"\n[watch] {time.strftime('%H:%M:%S')} changed: {', '.join(changed_names(checked, files))}; "
-              "running the checks again.\n", flush=True)
+        print(
+            f"\n[watch] {time.strftime('%H:%M:%S')} changed: {', '.join(changed_names(checked, files))}; "
+            "running the checks again.\n",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         the_step = step(arguments[0])
     except (IndexError, ValueError):
-        print("usage: python -m workshop watch STEP   (a step, 1 to 7, or a chapter)", file=sys.stderr)
+        print(
+            "usage: python -m workshop watch STEP   (a step, 1 to 7, or a chapter)",
+            file=sys.stderr,
+        )
         return 2
     try:
         watch(the_step)

@@ -44,7 +44,8 @@ def on_config(config):
     global _repo_root
     _repo_root = Path(config.config_file_path).resolve().parent
     if str(_repo_root) not in sys.path:
-        sys.path.insert(0, str(_repo_root))  # workshop.steps: the list of steps and chapters
+        # Workshop.steps: the list of steps and chapters.
+        sys.path.insert(0, str(_repo_root))
     return config
 
 
@@ -53,12 +54,14 @@ def on_page_markdown(markdown, page, config, files):
     if start is None:
         return markdown
     if len(START_MARKER.findall(markdown)) > 1:
-        raise PluginError(f"{page.file.src_uri}: only one <!-- step-code N --> marker per page")
+        raise PluginError(
+            f"{page.file.src_uri}: only one <!-- step-code N --> marker per page"
+        )
     step = start.group(1)
     end = END_MARKER.search(markdown, start.end())
     region_end = end.start() if end else len(markdown)
-    after = markdown[end.end():] if end else ""
-    region = markdown[start.end():region_end]
+    after = markdown[end.end() :] if end else ""
+    region = markdown[start.end() : region_end]
     return (
         markdown[: start.start()]
         + two_columns(region, render_step_code(_repo_root, step))
@@ -105,7 +108,7 @@ def changed_lines(old: list[str], new: list[str]) -> list[int]:
     ]
 
 
-def todo_lines(lines: list[str], step: "str | int") -> list[int]:
+def todo_lines(lines: list[str], step: str | int) -> list[int]:
     """1-based numbers of the lines inside this step's TODO blocks, markers included."""
     wanted = str(step) if not str(step).isdigit() else f"step {step}"
     marked, inside = [], False
@@ -173,7 +176,9 @@ def render_step_code(root: Path, step: str) -> str:
     found = find_step(step)
     solution_dir = root / "solutions" / found.folder
     starter_dir = root / "steps" / found.folder
-    previous_dir = root / "solutions" / (found.previous.folder if found.previous else "none")
+    previous_dir = (
+        root / "solutions" / (found.previous.folder if found.previous else "none")
+    )
     solution_files = shown_files(solution_dir)
     starter_files = shown_files(starter_dir)
     if not solution_files or not starter_files:
@@ -189,15 +194,19 @@ def render_step_code(root: Path, step: str) -> str:
     ]
     starter = [
         _include_block(
-            root, starter_dir / name,
+            root,
+            starter_dir / name,
             todo_lines(_read_lines(starter_dir / name), step),
         )
         for name in starter_files
     ]
     finished = [
         _include_block(
-            root, solution_dir / name,
-            changed_lines(_read_lines(previous_dir / name), _read_lines(solution_dir / name)),
+            root,
+            solution_dir / name,
+            changed_lines(
+                _read_lines(previous_dir / name), _read_lines(solution_dir / name)
+            ),
         )
         for name in solution_files
     ]
@@ -214,9 +223,8 @@ def render_step_code(root: Path, step: str) -> str:
 def _changes_block(root: Path, old_dir: Path, new_dir: Path, name: str) -> str:
     old_path, new_path = old_dir / name, new_dir / name
     if not old_path.exists():
-        return (
-            f"`{_rel(root, new_path)}` is new in this step.\n\n"
-            + _include_block(root, new_path, [])
+        return f"`{_rel(root, new_path)}` is new in this step.\n\n" + _include_block(
+            root, new_path, []
         )
     if not new_path.exists():
         return f"`{_rel(root, old_path)}` is removed in this step."
@@ -246,7 +254,9 @@ def _print_label(title: str) -> str:
 def _file_tabs(names: list[str], blocks: list[str]) -> str:
     if len(blocks) == 1:
         return blocks[0]
-    return "\n\n".join(_tab(name, block) for name, block in zip(names, blocks))
+    return "\n\n".join(
+        _tab(name, block) for name, block in zip(names, blocks, strict=True)
+    )
 
 
 def _tab(title: str, body: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cello import App, Response
 
-# Ready-made for a whole room: outboxes, and room for many open files (room.md#outboxes).
+# Ready-made for a whole room: outboxes, and many open files (room.md#outboxes).
 from classroom import Outbox, allow_many_connections
 from messages import BadMessage, parse_message
 

@@ -5,7 +5,6 @@ import json
 import threading
 
 from cello import App, Response
-
 from messages import BadMessage, parse_message
 
 app = App()

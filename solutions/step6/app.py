@@ -6,7 +6,6 @@ import threading
 from pathlib import Path
 
 from cello import App, Response
-
 from messages import BadMessage, parse_message
 
 app = App()

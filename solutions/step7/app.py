@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 from cello import App, Response, ThreadPoolConfig
-
 from messages import BadMessage, parse_message
 
 app = App()

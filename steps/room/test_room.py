@@ -10,13 +10,15 @@ import pytest
 
 from workshop.harness import a_room_hears, join_raw, online, start_server
 
-SEND_TIMEOUT_SECONDS = "0.3"  # how long a send may block before its participant is gone (5 s)
-ROOM = 600  # more than step 7's pool of 500 threads: only an `async def` handler holds them
+SEND_TIMEOUT_SECONDS = (
+    "0.3"  # how long a send may block before its participant is gone (5 s)
+)
+ROOM = 600  # more than step 7's pool of 500: only an `async def` handler holds them
 
 
 @pytest.fixture(scope="module")
 def server(app_dir):
-    """The app as `python app.py --host 127.0.0.1 --port P`, quick to give up on a staller."""
+    """The app as `python app.py --port P`, quick to give up on a staller."""
     env = {"CHAT_SEND_TIMEOUT_SECONDS": SEND_TIMEOUT_SECONDS}
     running = start_server(app_dir, env=env, direct=True)
     yield running
@@ -47,11 +49,15 @@ def test_a_participant_who_stops_reading_cannot_freeze_the_room(server):
     filler = "x" * 1900  # big messages fill the staller's buffers (a few MB) sooner
     sent = 0
     try:
-        # Chat until the server gives up on the staller (20 MB at most). After each batch
+        # Chat until the server gives up on the staller (20 MB at most). After each
+        # batch
         # the observer must hear its last message: the room keeps flowing meanwhile.
-        while not any(isinstance(m, dict) and m.get("message") == gone for m in observer.received):
+        while not any(
+            isinstance(m, dict) and m.get("message") == gone for m in observer.received
+        ):
             assert sent < 10_000, (
-                f"{sent} messages (20 MB) later, {staller_name}, who reads nothing, was still "
+                f"{sent} messages (20 MB) later, {staller_name}, who reads nothing, "
+                "was still "
                 "not announced as left: one who falls too far behind must be dropped."
             )
             for _ in range(400):
@@ -60,29 +66,50 @@ def test_a_participant_who_stops_reading_cannot_freeze_the_room(server):
             last = f"{sent - 1} "
             try:
                 observer.wait_for(
-                    lambda m: m.get("type") == "chat" and m["message"].startswith(last), ""
+                    lambda m, last=last: (
+                        m.get("type") == "chat" and m["message"].startswith(last)
+                    ),
+                    "",
                 )
             except AssertionError:
                 heard = sum(
-                    m.get("type") == "chat" for m in observer.received if isinstance(m, dict)
+                    m.get("type") == "chat"
+                    for m in observer.received
+                    if isinstance(m, dict)
                 )
                 raise AssertionError(
-                    f"The room froze: of the chatter's {sent} messages the observer heard "
-                    f"{heard}, then nothing. Sending to {staller_name}, who stopped reading, "
-                    "blocks once a few MB wait for them, and a broadcast that sends to each "
-                    "in turn waits there: queue each participant's messages in an Outbox."
+                    f"The room froze: of the chatter's {sent} messages the observer "
+                    "heard "
+                    f"{heard}, then nothing. Sending to {staller_name}, who stopped "
+                    "reading, "
+                    "blocks once a few MB wait for them, and a broadcast that sends to "
+                    "each "
+                    "in turn waits there: queue each participant's messages in an "
+                    "Outbox."
                 ) from None
-        chats = [m for m in observer.received if isinstance(m, dict) and m.get("type") == "chat"]
+        chats = [
+            m
+            for m in observer.received
+            if isinstance(m, dict) and m.get("type") == "chat"
+        ]
         heard = [int(m["message"].split()[0]) for m in chats]
         assert heard == list(range(sent)), (
-            f"The observer heard {len(heard)} of the chatter's {sent} messages, or out of order."
+            f"The observer heard {len(heard)} of the chatter's {sent} messages, or out "
+            "of order."
         )
         observer.sync()
-        departures = [m for m in observer.received if isinstance(m, dict) and m.get("message") == gone]
+        departures = [
+            m
+            for m in observer.received
+            if isinstance(m, dict) and m.get("message") == gone
+        ]
         assert len(departures) == 1, (
-            f'"{gone}" was announced {len(departures)} times: its handler and its outbox both '
+            f'"{gone}" was announced {len(departures)} times: its handler and its '
+            "outbox both "
             "end a participant; leave() must let only the first one announce it."
         )
     finally:
         staller.close()
-    assert staller_name not in online(server), f"{staller_name} left, but /users still lists them."
+    assert staller_name not in online(server), (
+        f"{staller_name} left, but /users still lists them."
+    )

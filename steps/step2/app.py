@@ -30,6 +30,7 @@ app = App()
 # Check it:     pytest steps/step2          Guide: docs/step2.md
 # END TODO
 
+
 @app.get("/")
 def index(request):
     return Response.text("The chat server is running. The page arrives in step 5.\n")

@@ -1,6 +1,7 @@
 """A real-time chat on Cello, built one step at a time in the workshop."""
 
 import itertools
+
 # TODO(step 3): import json (between itertools and threading).
 # END TODO
 import threading
@@ -92,6 +93,7 @@ def broadcast(payload: dict) -> None:
 # Try it:    make step 3, then: python -m websockets ws://127.0.0.1:8000/ws/chat
 # Check it:  pytest steps/step3          Guide: docs/step3.md
 # END TODO
+
 
 @app.get("/")
 def index(request):

@@ -1,4 +1,4 @@
-"""Step 4 checks: broadcast reaches every participant.  Run: pytest steps/step4"""
+"""Step 4 checks: broadcast reaches every participant. Run: pytest steps/step4"""
 
 import threading
 
@@ -47,13 +47,21 @@ def test_bad_input_reaches_only_the_sender(connect):
     alice.expect_error(after="an empty name")
     alice.say("and now a real message")
     bob.wait_for_chat(alice_name, "and now a real message")
-    leaked = [m for m in bob.received if not isinstance(m, dict) or m.get("type") == "error" or "[1, 2]" in str(m.get("message"))]
+    leaked = [
+        m
+        for m in bob.received
+        if not isinstance(m, dict)
+        or m.get("type") == "error"
+        or "[1, 2]" in str(m.get("message"))
+    ]
     assert not leaked, f"Bob received what only Alice should have: {leaked}"
 
 
 @pytest.mark.guide("step4.md#a-crowd-at-once")
 def test_a_crowd_joining_at_once_all_hear_each_other(connect, server):
-    """40 participants joining at the same moment all get distinct names and all hear a message."""
+    """40 participants joining at the same moment all get distinct names and all hear a
+    message.
+    """
     crowd, lock, start = [], threading.Lock(), threading.Barrier(40)
 
     def arrive():
@@ -68,14 +76,23 @@ def test_a_crowd_joining_at_once_all_hear_each_other(connect, server):
     for thread in arrivals:
         thread.join()
     assert len(crowd) == 40, f"Only {len(crowd)} of 40 participants could connect."
-    for number, client in enumerate(crowd):  # each learns its own name from its own message
+    for number, client in enumerate(
+        crowd
+    ):  # each learns its own name from its own message
         client.say(f"roll call {number}")
-    names = [client.wait_for(lambda m, n=n: m.get("message") == f"roll call {n}", f"roll call {n}")["username"]
-             for n, client in enumerate(crowd)]
-    assert len(set(names)) == 40, f"40 participants got only {len(set(names))} distinct names: {sorted(names)}"
+    names = [
+        client.wait_for(
+            lambda m, n=n: m.get("message") == f"roll call {n}", f"roll call {n}"
+        )["username"]
+        for n, client in enumerate(crowd)
+    ]
+    assert len(set(names)) == 40, (
+        f"40 participants got only {len(set(names))} distinct names: {sorted(names)}"
+    )
     crowd[0].say("did everyone get this?")
     for client in crowd:
         client.wait_for_chat(names[0], "did everyone get this?")
     assert "Traceback" not in server.output(), (
-        "The server logged an exception while 40 people joined at once:\n" + server.output_tail(12)
+        "The server logged an exception while 40 people joined at once:\n"
+        + server.output_tail(12)
     )

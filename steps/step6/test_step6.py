@@ -1,4 +1,4 @@
-"""Step 6 checks: GET /users lists who is online.  Run: pytest steps/step6"""
+"""Step 6 checks: GET /users lists who is online. Run: pytest steps/step6"""
 
 import pytest
 
@@ -21,8 +21,12 @@ def test_users_lists_everyone_connected(server, connect):
     assert isinstance(online, dict) and isinstance(online.get("users"), list), (
         f'GET /users should answer {{"users": [...], "count": n}}, not {online!r}.'
     )
-    assert {"Uma6", "Vic6"} <= set(online["users"]), f"Uma6 and Vic6 are connected, but /users says {online}."
-    assert online.get("count") == len(online["users"]), f'"count" should be the number of users: {online}.'
+    assert {"Uma6", "Vic6"} <= set(online["users"]), (
+        f"Uma6 and Vic6 are connected, but /users says {online}."
+    )
+    assert online.get("count") == len(online["users"]), (
+        f'"count" should be the number of users: {online}.'
+    )
 
 
 @pytest.mark.guide("step6.md#who-is-online")
@@ -36,5 +40,9 @@ def test_users_forgets_who_left(server, connect):
         online = server.get_json("/users")
         return online if "Xia6" not in online["users"] else None
 
-    online = eventually(users_without_xia, "Xia6 to disappear from /users after disconnecting")
-    assert "Wes6" in online["users"], f"Wes6 is still connected, but /users says {online}."
+    online = eventually(
+        users_without_xia, "Xia6 to disappear from /users after disconnecting"
+    )
+    assert "Wes6" in online["users"], (
+        f"Wes6 is still connected, but /users says {online}."
+    )

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+
 # TODO(step 7), part 3 of 3: import os and time (for the heartbeat).
 # END TODO
 import threading

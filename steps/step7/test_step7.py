@@ -3,7 +3,8 @@
 Run: pytest steps/step7
 
 Each check starts the app the way this step runs it, `python app.py --host 127.0.0.1
---port P`, with the heartbeat shortened through the environment (30 s is too slow to wait).
+--port P`, with the heartbeat shortened through the environment (30 s is too slow to
+wait).
 """
 
 import subprocess
@@ -14,7 +15,9 @@ import pytest
 
 from workshop.harness import ChatServer, a_room_hears, join_raw, online, start_server
 
-HEARTBEAT_SECONDS = "0.15"  # 30 s by default; the silence limit is then the app's least, 0.6 s
+HEARTBEAT_SECONDS = (
+    "0.15"  # 30 s by default; the silence limit is then the app's least, 0.6 s
+)
 ROOM = 300  # a class: far more than the 64 threads of Cello's default pool
 
 
@@ -29,16 +32,20 @@ def server(app_dir):
 @pytest.fixture(scope="module")
 def heartbeat(app_dir):
     """The same, pinging every 0.15 s: a silent participant is gone within a second."""
-    running = start_server(app_dir, env={"CHAT_HEARTBEAT_SECONDS": HEARTBEAT_SECONDS}, direct=True)
+    running = start_server(
+        app_dir, env={"CHAT_HEARTBEAT_SECONDS": HEARTBEAT_SECONDS}, direct=True
+    )
     yield running
     running.stop()
 
 
 @pytest.mark.guide("step7.md#run-the-application")
 def test_python_app_py_starts_the_server(server):
-    """`python app.py --port P` starts the chat on port P (Cello reads --host and --port)."""
+    """`python app.py --port P` starts the chat on port P (Cello reads --port)."""
     users = server.get_json("/users")
-    assert users.get("count") == 0, f"A fresh server should have nobody online: /users says {users}."
+    assert users.get("count") == 0, (
+        f"A fresh server should have nobody online: /users says {users}."
+    )
 
 
 @pytest.mark.guide("step7.md#run-the-application")
@@ -49,7 +56,14 @@ def test_python_app_py_starts_the_server(server):
 )
 def test_one_room_even_when_asked_for_several_processes(app_dir, how):
     """`--env production`, `--workers 2` or CELLO_ENV=production still give one room."""
-    command = [sys.executable, str(app_dir / "app.py"), "--host", "127.0.0.1", "--port", "{port}"]
+    command = [
+        sys.executable,
+        str(app_dir / "app.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+    ]
     env = {}
     if isinstance(how, list):
         command += how
@@ -64,15 +78,18 @@ def test_one_room_even_when_asked_for_several_processes(app_dir, how):
         while len(heard) < len(room):
             try:
                 hello = room[0].wait_for(
-                    lambda m: m.get("type") == "chat"
-                    and m["message"].startswith("hello from")
-                    and m["message"] not in heard,
+                    lambda m: (
+                        m.get("type") == "chat"
+                        and m["message"].startswith("hello from")
+                        and m["message"] not in heard
+                    ),
                     f"the other hellos (heard {len(heard)} of {len(room)})",
                 )
             except AssertionError:
                 raise AssertionError(
                     f"Started with {asked}, one participant heard {len(heard)} of the "
-                    f"{len(room)} hellos. Several processes each keep their own room in "
+                    f"{len(room)} hellos. Several processes each keep their own room "
+                    "in "
                     "memory: pin one with app.run(..., workers=1)."
                 ) from None
             heard.add(hello["message"])
@@ -80,12 +97,14 @@ def test_one_room_even_when_asked_for_several_processes(app_dir, how):
 
 @pytest.mark.guide("step7.md#a-whole-room")
 def test_a_room_of_300_all_hear_a_message(server):
-    """300 participants (Cello's pool has 64 threads) all join, and all hear a message."""
+    """300 participants (Cello's pool has 64 threads) all join and hear a message."""
     a_room_hears(
         server,
         ROOM,
-        "A `def` handler holds one of the pool's threads for as long as its participant "
-        "stays, and Cello's pool has 64: app.set_threadpool(ThreadPoolConfig(size=ROOM_SIZE)).",
+        "A `def` handler holds one of the pool's threads for as long as its "
+        "participant "
+        "stays, and Cello's pool has 64: "
+        "app.set_threadpool(ThreadPoolConfig(size=ROOM_SIZE)).",
     )
 
 
@@ -103,17 +122,21 @@ def test_the_heartbeat_pings_every_participant(heartbeat):
 
 @pytest.mark.guide("step7.md#heartbeat")
 def test_a_participant_who_vanished_is_announced_as_left(heartbeat):
-    """A silent connection (no pong to the pings: a closed laptop) is taken out of the room
+    """A silent connection (no pong to the pings: a closed laptop) is taken out of the
+    room
     and announced; one that answers every ping stays."""
     alive = heartbeat.connect()
     alive.rename("Alive")
     alive.wait_for_system("is now known as Alive")
-    vanished, name = join_raw(heartbeat)  # neither reads nor answers, as a vanished laptop
+    # Neither reads nor answers, as a vanished laptop.
+    vanished, name = join_raw(heartbeat)
     try:
         gone = f"{name} left the chat"
         limit = 3 + 6 * float(HEARTBEAT_SECONDS)
         deadline = time.monotonic() + limit
-        while not any(isinstance(m, dict) and m.get("message") == gone for m in alive.received):
+        while not any(
+            isinstance(m, dict) and m.get("message") == gone for m in alive.received
+        ):
             try:
                 message = alive.wait_for(
                     lambda m: m.get("type") in ("ping", "system", "error"),
@@ -121,11 +144,17 @@ def test_a_participant_who_vanished_is_announced_as_left(heartbeat):
                     deadline - time.monotonic(),
                 )
             except AssertionError as problem:
-                if time.monotonic() < deadline:  # not a timeout: Alive itself was dropped
-                    raise AssertionError(f"Alive answered every ping, yet: {problem}") from None
+                if (
+                    time.monotonic() < deadline
+                ):  # not a timeout: Alive itself was dropped
+                    raise AssertionError(
+                        f"Alive answered every ping, yet: {problem}"
+                    ) from None
                 raise AssertionError(
-                    f"{name} answered none of the pings for {limit:g} s, yet nobody heard "
-                    f'"{gone}". A vanished laptop never closes its connection: wait for each '
+                    f"{name} answered none of the pings for {limit:g} s, yet nobody "
+                    "heard "
+                    f'"{gone}". A vanished laptop never closes its connection: wait '
+                    "for each "
                     "message at most SILENCE_LIMIT_SECONDS (ws.recv(timeout=...))."
                 ) from None
             if message["type"] == "error":
@@ -150,22 +179,30 @@ def test_a_participant_who_vanished_is_announced_as_left(heartbeat):
 
 @pytest.mark.guide("step7.md#heartbeat")
 def test_importing_app_py_starts_nothing(app_dir):
-    """Importing app.py (as the checks and other tools do) starts no thread: the heartbeat
+    """Importing app.py (as the checks and other tools do) starts no thread: the
+    heartbeat
     starts in the `if __name__ == "__main__":` block."""
     probe = (
         "import runpy, sys, threading; sys.path.insert(0, sys.argv[1]); "
         "app = runpy.run_path(sys.argv[1] + '/app.py', run_name='chat_app'); "
         "print('heartbeat_loop' in app); "
-        "print(sorted(t.name for t in threading.enumerate() if t is not threading.main_thread()))"
+        "print(sorted(t.name for t in threading.enumerate() if t is not "
+        "threading.main_thread()))"
     )
     found = subprocess.run(
-        [sys.executable, "-c", probe, str(app_dir)], capture_output=True, text=True, timeout=30
+        [sys.executable, "-c", probe, str(app_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert found.returncode == 0, f"Importing app.py failed:\n{found.stderr[-1500:]}"
     has_heartbeat, started = found.stdout.strip().splitlines()[-2:]
-    assert has_heartbeat == "True", "app.py has no heartbeat_loop() yet (part 3 of the TODOs)."
+    assert has_heartbeat == "True", (
+        "app.py has no heartbeat_loop() yet (part 3 of the TODOs)."
+    )
     assert started == "[]", (
         f"Importing app.py started threads: {started}. Start the heartbeat in the "
-        '`if __name__ == "__main__":` block: a module that starts threads when imported '
+        '`if __name__ == "__main__":` block: a module that starts threads when '
+        "imported "
         "pings a room that does not exist (in the checks, in a test runner, in a REPL)."
     )

@@ -1,7 +1,9 @@
-"""Step 7 checks in a real browser: the page answers the heartbeat.  Run: pytest steps/step7
+"""Step 7 checks in a real browser: the page answers the heartbeat. Run: pytest
+steps/step7
 
 A tab that only listens must stay in the room: the server takes a participant who says
-nothing at all for SILENCE_LIMIT_SECONDS for a closed laptop, so the page answers each ping.
+nothing at all for SILENCE_LIMIT_SECONDS for a closed laptop, so the page answers each
+ping.
 """
 
 import json
@@ -15,7 +17,8 @@ from workshop.harness import online, start_server
 pytest_plugins = ["workshop.browser"]
 
 HEARTBEAT_SECONDS = 0.15
-# The app takes a participant silent for max(3 heartbeats, 0.6 s) for gone: three limits.
+# The app takes a participant silent for max(3 heartbeats, 0.6 s) for gone: three
+# limits.
 QUIET_SECONDS = 3 * max(3 * HEARTBEAT_SECONDS, 0.6)
 
 
@@ -41,12 +44,14 @@ def test_an_idle_tab_answers_pings_and_stays_in_the_room(server, open_tab):
     else:
         raise AssertionError(
             f"The server closed the idle tab's connection within {QUIET_SECONDS:g} s. "
-            "The server takes a participant who says nothing at all for a vanished laptop: "
-            "answer each {\"type\": \"ping\"} with {\"type\": \"pong\"} in index.html.\n"
+            "The server takes a participant who says nothing at all for a vanished "
+            "laptop: "
+            'answer each {"type": "ping"} with {"type": "pong"} in index.html.\n'
             + tab.describe()
         )
     assert tab.name in online(server), (
-        f"{tab.name} is no longer listed by /users after sitting quietly.\n{tab.describe()}"
+        f"{tab.name} is no longer listed by /users after sitting "
+        f"quietly.\n{tab.describe()}"
     )
     pongs = [f for f in socket_frames_sent(tab) if f.get("type") == "pong"]
     assert pongs, "The tab stayed, but sent no pong: what keeps it in the room?"
