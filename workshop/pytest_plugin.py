@@ -97,7 +97,9 @@ def pytest_runtest_makereport(item, call):
 
 def _plain_failure(item, error: AssertionError) -> str:
     # The docstring's first paragraph, whole: it may run over several lines.
-    what = " ".join((item.function.__doc__ or item.name).strip().split("\n\n")[0].split())
+    what = " ".join(
+        (item.function.__doc__ or item.name).strip().split("\n\n")[0].split()
+    )
     # pytest appends its own "assert ..." introspection to a message; the message already says it in words.
     message = (
         str(error).split("\nassert ")[0].strip()
