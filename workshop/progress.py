@@ -15,11 +15,9 @@ Fast enough to run after every edit:
 """
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
+from workshop import processes
 from workshop.steps import ROOT, STEPS, Step
 
 # Long enough for a passing check on a busy two-core laptop running all seven steps at once; short enough
@@ -91,6 +92,21 @@ def has_browser_checks(step: Step) -> bool:
     )
 
 
+def junit_outcomes(report: Path) -> dict[str, str]:
+    """Test id ("module.Class::name") -> "passed", "failed", "error" or "skipped", from
+    the JUnit XML report pytest writes with --junitxml."""
+    outcomes = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        kinds = {child.tag for child in case}
+        outcome = next(
+            (kind for kind in ("failure", "error", "skipped") if kind in kinds),
+            "passed",
+        )
+        name = f"{case.get('classname')}::{case.get('name')}"
+        outcomes[name] = {"failure": "failed"}.get(outcome, outcome)
+    return outcomes
+
+
 def read_report(
     step: Step, report: Path, exit_status: int, output: str
 ) -> CheckResults:
@@ -104,58 +120,39 @@ def read_report(
         )
         results.problem = f"the checks could not run ({last_line})"
         return results
-    for case in ElementTree.parse(report).iter("testcase"):
+    for name, outcome in junit_outcomes(report).items():
         results.total += 1
-        outcomes = {child.tag for child in case}
-        if outcomes & {"failure", "error"}:
-            results.failed.append(case.get("name"))
-        elif "skipped" in outcomes:
+        if outcome in ("failed", "error"):
+            results.failed.append(name.rpartition("::")[2])
+        elif outcome == "skipped":
             results.skipped += 1
         else:
             results.passed += 1
     return results
 
 
-def processes_of_run(run_id: str) -> list[int]:
+def processes_of_run(run_id: str) -> list[psutil.Process]:
     """Live processes that inherited this run's RUN_MARKER: the checks and the servers they started."""
-    marker = f"{RUN_MARKER}={run_id}".encode()
     found = []
-    for pid in filter(
-        str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []
-    ):
+    for process in psutil.process_iter():
         try:
-            if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                found.append(int(pid))
-        except OSError:
+            if process.environ().get(RUN_MARKER) == run_id:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue  # gone meanwhile, or another user's
     return found
 
 
 def stop_checks(checks: subprocess.Popen, run_id: str) -> None:
     """Ctrl-C for a run of the checks, which then stop the servers they started; their output is dropped."""
-    if checks.poll() is None:
-        checks.send_signal(signal.SIGINT)
-    try:
-        checks.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        checks.kill()
-        checks.communicate()
+    processes.stop(checks, grace=15)
     stop_leftovers(run_id)
 
 
 def stop_leftovers(run_id: str) -> None:
     """Stop what a run of the checks left behind. A Ctrl-C that lands while a check is still starting its
     server leaves that server running (the fixture that would stop it never finished)."""
-    for pid in processes_of_run(run_id):
-        with contextlib.suppress(ProcessLookupError):
-            # As Ctrl-C would: the server shuts down cleanly.
-            os.kill(pid, signal.SIGINT)
-    deadline = time.monotonic() + 5
-    while (left := processes_of_run(run_id)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for pid in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    processes.stop_all(processes_of_run(run_id))
 
 
 def run_id_of(step: Step) -> str:
