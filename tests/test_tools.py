@@ -5,6 +5,7 @@ Every test works in its own git clone of the workshop, made from this working tr
 """
 
 import contextlib
+import importlib.util
 import os
 import queue
 import re
@@ -68,6 +69,30 @@ def make(
     finished = run(["make", "--no-print-directory", *arguments], clone, env)
     finished.output = finished.stdout + finished.stderr
     return finished
+
+
+def workshop(
+    clone: Path, *arguments: str, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m workshop ...` in the clone, as a learner without make types it."""
+    finished = run([str(venv_python(clone)), "-m", "workshop", *arguments], clone, env)
+    finished.output = finished.stdout + finished.stderr
+    return finished
+
+
+def venv_python(clone: Path) -> Path:
+    windows = clone / ".venv" / "Scripts" / "python.exe"
+    return windows if windows.exists() else clone / ".venv" / "bin" / "python"
+
+
+def load_guide_hook():
+    spec = importlib.util.spec_from_file_location(
+        "step_code_hook", ROOT / "docs" / "hooks" / "step_code.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -301,6 +326,27 @@ def test_two_backups_in_the_same_second_are_both_kept(clone):
     assert saved == ["# first attempt\n", "# second attempt\n"], saved
 
 
+@pytest.mark.parametrize("emptied", ["files removed", "folder removed"])
+def test_solve_on_an_emptied_step_brings_its_checks_back(clone, emptied):
+    """Regression: `make solve N` on an emptied steps/stepN left the step without its
+    checks while saying "(your checks kept)"."""
+    folder = clone / "steps/step3"
+    for path in folder.iterdir():
+        path.unlink()
+    if emptied == "folder removed":
+        folder.rmdir()
+    solved = workshop(clone, "solve", "3")
+    assert solved.returncode == 0, solved.output
+    assert (folder / "test_step3.py").read_text() == committed(
+        clone, "steps/step3/test_step3.py"
+    ), f"solve must give the step its checks back:\n{solved.output}"
+    assert (folder / "app.py").read_text() == (
+        clone / "solutions/step3/app.py"
+    ).read_text()
+    assert "your checks kept" not in solved.stdout, solved.output
+    assert "checks" in solved.stdout and "back" in solved.stdout, solved.output
+
+
 def test_reset_and_solve_on_a_folder_that_already_matches_change_nothing(clone):
     untouched = make(clone, "reset", "5")
     assert untouched.returncode == 0 and "nothing to change" in untouched.stdout, (
@@ -385,6 +431,33 @@ def test_diff_shows_what_is_left_then_nothing(clone):
     )
     assert make(clone, "solve", "6").returncode == 0
     assert "steps/step6 matches solutions/step6" in make(clone, "diff", "6").stdout
+
+
+def changed_lines(diff: str) -> list[str]:
+    return [
+        line
+        for line in diff.splitlines()
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
+
+
+def test_diff_shows_the_same_changes_as_the_guide(clone):
+    """Regression: `make diff` used difflib's autojunk, which on files of 200 lines or
+    more shows other changes than the guide's "What changes" tab (187 lines against 179)."""
+    around = [f"line {number}" for number in range(100)] + ["", ""]
+    yours = [*around, "old 1", "", "", "old 2", *reversed(around)]
+    finished = [*around, "new 1", "", "", "new 2", *reversed(around)]
+    (clone / "steps/step1/app.py").write_text("\n".join(yours) + "\n")
+    (clone / "solutions/step1/app.py").write_text("\n".join(finished) + "\n")
+    shown = workshop(clone, "diff", "1")
+    assert shown.returncode == 0, shown.output
+    hook = load_guide_hook()
+    guide = hook.unified_diff(
+        yours, finished, "steps/step1/app.py", "solutions/step1/app.py"
+    )
+    assert changed_lines(shown.stdout) == changed_lines(guide), (
+        f"make diff:\n{shown.stdout}\nthe guide:\n{guide}"
+    )
 
 
 # --- doctor -------------------------------------------------------------------------------------------------------
