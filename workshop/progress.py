@@ -30,6 +30,7 @@ from pathlib import Path
 import psutil
 
 from workshop import processes
+from workshop.starters import folder_files
 from workshop.steps import ROOT, STEPS, Step
 
 # Long enough for a passing check on a busy two-core laptop running all seven steps at once; short enough
@@ -193,12 +194,12 @@ def fingerprint(step: Step) -> str:
     """Changes whenever anything the step's checks depend on changes."""
     digest = hashlib.sha256(sys.version.encode())
     inputs = [
-        *step.starter_dir.rglob("*"),
-        *(ROOT / "workshop").rglob("*.py"),
+        *folder_files(step.starter_dir).values(),
+        *folder_files(ROOT / "workshop").values(),
         *(ROOT / name for name in ("conftest.py", "pytest.ini", "requirements.txt")),
     ]
     for path in sorted(inputs):
-        if path.is_file() and "__pycache__" not in path.parts:
+        if path.is_file():
             digest.update(
                 path.relative_to(ROOT).as_posix().encode()
                 + b"\0"
@@ -253,7 +254,8 @@ def table(results: list[CheckResults]) -> str:
     title_width = max(len(result.step.title) for result in results)
     lines = [f"  {'step':>5}  {'':{title_width}}  checks passing  status", ""]
     for result in results:
-        if result.step.is_chapter and not result.step.previous.is_chapter:
+        previous = result.step.previous
+        if result.step.is_chapter and previous and not previous.is_chapter:
             lines.append(f"  {'':>5}  Beyond the tutorial: chapters (make step NAME)")
         counted = f"{result.passed} of {result.total}" if not result.problem else "-"
         status = "passed" if result.done else "not yet"
