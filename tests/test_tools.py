@@ -13,12 +13,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import tomllib
 from pathlib import Path
 
+import psutil
 import pytest
 
 from workshop.ports import free_port
@@ -242,7 +242,7 @@ def test_progress_reports_a_step_whose_checks_hang_and_stops_them(clone):
         checks.write(
             "\n\ndef test_that_hangs(server):\n    import time\n    time.sleep(3600)\n"
         )
-    progress = make(clone, "progress", env={"PROGRESS_STEP_TIMEOUT_SECONDS": "5"})
+    progress = workshop(clone, "progress", env={"PROGRESS_STEP_TIMEOUT_SECONDS": "5"})
     assert progress.returncode == 0, progress.output
     row = progress_rows(progress.stdout)[2]
     assert row.endswith(
@@ -259,7 +259,7 @@ def test_progress_reports_a_step_whose_checks_hang_and_stops_them(clone):
 def test_reset_brings_back_the_starter_and_keeps_every_file_of_the_learner(clone):
     (clone / "steps/step2/app.py").write_text("# my own attempt\n")
     (clone / "steps/step2/notes.txt").write_text("what I learned\n")
-    reset = make(clone, "reset", "2")
+    reset = workshop(clone, "reset", "2")
     assert reset.returncode == 0, reset.output
     assert (clone / "steps/step2/app.py").read_text() == committed(
         clone, "steps/step2/app.py"
@@ -288,7 +288,7 @@ def test_reset_ignores_work_the_learner_committed(clone, branch):
         ).returncode
         == 0
     )
-    reset = make(clone, "reset", "4")
+    reset = workshop(clone, "reset", "4")
     assert reset.returncode == 0, reset.output
     assert (clone / "steps/step4/app.py").read_text() == committed(
         clone, "steps/step4/app.py"
@@ -321,7 +321,7 @@ def test_reset_without_an_upstream_uses_head_and_warns_when_that_is_no_starter(c
 def test_two_backups_in_the_same_second_are_both_kept(clone):
     for attempt in ("first", "second"):
         (clone / "steps/step6/app.py").write_text(f"# {attempt} attempt\n")
-        assert make(clone, "reset", "6").returncode == 0
+        assert workshop(clone, "reset", "6").returncode == 0
     saved = sorted((backup / "app.py").read_text() for backup in backups(clone, 6))
     assert saved == ["# first attempt\n", "# second attempt\n"], saved
 
@@ -359,12 +359,11 @@ def test_reset_and_solve_on_a_folder_that_already_matches_change_nothing(clone):
 
 
 def test_a_step_that_does_not_exist_gets_one_clear_line(clone):
-    for target in ("reset", "solve", "hint", "diff", "watch", "check", "step"):
-        refused = make(clone, target, "8")
-        assert refused.returncode == 2 and "there is no step '8'" in refused.stderr, (
-            refused.output
-        )
-        assert "Traceback" not in refused.output, refused.output
+    for target in ("reset", "solve", "hint", "diff", "watch", "check", "step", "demo"):
+        for refused in (make(clone, target, "8"), workshop(clone, target, "8")):
+            assert refused.returncode == 2, refused.output
+            assert "there is no step '8'" in refused.stderr, refused.output
+            assert "Traceback" not in refused.output, refused.output
 
 
 # --- hints ------------------------------------------------------------------------------------------------------
@@ -375,19 +374,21 @@ def test_hint_gives_one_more_each_time_and_remembers(clone):
         tomllib.loads((clone / "workshop/hints.toml").read_text())["step3"]["hints"]
     )
     for shown in range(1, count + 1):
-        hint = make(clone, "hint", "3")
+        hint = workshop(clone, "hint", "3")
         assert hint.returncode == 0, hint.output
         assert f"hint {shown} of {count} (new)" in hint.stdout, hint.output
         # Only the new hint: the ones before it were read already (--all shows them again).
         assert hint.stdout.count(f" of {count}") == 1, hint.output
-    last = make(clone, "hint", "3")
+    last = workshop(clone, "hint", "3")
     assert "every hint for step 3" in last.stdout and "(new)" not in last.stdout, (
         last.output
     )
-    assert "hint 1 of" in make(clone, "hint", "4").stdout, (
+    assert "hint 1 of" in workshop(clone, "hint", "4").stdout, (
         "each step counts its own hints"
     )
     assert f"hint 1 of {count} (new)" in make(clone, "hint", "3", "AGAIN=1").stdout
+    every = workshop(clone, "hint", "3", "--all")
+    assert every.stdout.count(f" of {count}") == 2, every.output
     assert (clone / ".workshop-state/hints.json").is_file() and ignored_by_git(clone)
 
 
@@ -414,7 +415,7 @@ def test_every_step_has_three_or_four_hints_that_point_to_its_guide_sections(ste
 
 
 def test_diff_shows_what_is_left_then_nothing(clone):
-    diff = make(clone, "diff", "6")
+    diff = workshop(clone, "diff", "6")
     assert diff.returncode == 0, diff.output
     assert (
         "--- steps/step6/app.py" in diff.stdout
@@ -430,7 +431,7 @@ def test_diff_shows_what_is_left_then_nothing(clone):
         "no colour codes when the output is not a terminal"
     )
     assert make(clone, "solve", "6").returncode == 0
-    assert "steps/step6 matches solutions/step6" in make(clone, "diff", "6").stdout
+    assert "steps/step6 matches solutions/step6" in workshop(clone, "diff", "6").stdout
 
 
 def changed_lines(diff: str) -> list[str]:
@@ -484,7 +485,7 @@ def busy_port():
 
 
 def test_doctor_fails_with_a_clear_line_when_the_chat_port_is_busy(clone, busy_port):
-    doctor = make(clone, "doctor", f"PORT={busy_port}")
+    doctor = workshop(clone, "doctor", "--port", str(busy_port))
     assert doctor.returncode != 0, doctor.output
     line = next(
         (
@@ -517,19 +518,10 @@ def test_doctor_only_warns_without_a_browser(clone):
 
 
 def test_doctor_only_warns_when_the_guide_port_is_busy(clone, busy_port):
-    doctor = run(
-        [
-            sys.executable,
-            "-m",
-            "workshop.doctor",
-            "--port",
-            str(free_port()),
-            "--guide-port",
-            str(busy_port),
-        ],
-        clone,
+    doctor = workshop(
+        clone, "doctor", "--port", str(free_port()), "--guide-port", str(busy_port)
     )
-    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert doctor.returncode == 0, doctor.output
     assert f"WARN  port {busy_port} (the guide" in doctor.stdout, doctor.stdout
 
 
@@ -592,16 +584,14 @@ class Watcher:
 def processes_running_in(folder: Path) -> dict[int, str]:
     """pid -> command line of live processes working in folder or naming it (make, watch, pytest, servers)."""
     found = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    for process in psutil.process_iter():
         try:
-            command = (
-                Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            )
-            directory = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
+            command = " ".join(process.cmdline())
+            directory = process.cwd()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue  # gone meanwhile, or not ours to look at
         if str(folder) in command or Path(directory).is_relative_to(folder):
-            found[int(pid)] = command
+            found[process.pid] = command
     return found
 
 

@@ -114,7 +114,8 @@ def too_old() -> int:
     print(
         f"This is Python {found} ({sys.executable}); the workshop needs 3.12 or newer."
     )
-    print(get_python_advice())
+    advice = get_python_advice()
+    print(advice[0].upper() + advice[1:])
     return PROBLEM
 
 
@@ -316,8 +317,9 @@ def cmd_docs(args) -> int:
 
 def cmd_demo(args) -> int:
     from workshop import demo
+    from workshop.steps import finished
 
-    app = _step(args.key).solution_dir
+    app = (_step(args.key) if args.key else finished()).solution_dir
     return demo.main(["--port", str(args.port), "--host", args.host, "--app", str(app)])
 
 
@@ -481,7 +483,10 @@ def parser() -> argparse.ArgumentParser:
         "demo", cmd_demo, "serve a checkpoint to the room, on every interface"
     )
     sub.add_argument(
-        "key", metavar="STEP", nargs="?", default="room", help="default: room"
+        "key",
+        metavar="STEP",
+        nargs="?",
+        help=f"a step or chapter: {keys} (default: the finished chat)",
     )
     sub.add_argument("--port", type=int, default=port, help="default: 8000, or PORT")
     sub.add_argument("--host", default="0.0.0.0", help="default: every interface")
