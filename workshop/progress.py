@@ -31,7 +31,7 @@ import psutil
 
 from workshop import processes
 from workshop.starters import folder_files
-from workshop.steps import ROOT, STEPS, Step
+from workshop.steps import NUMBERED, ROOT, STEPS, Step
 
 # Long enough for a passing check on a busy two-core laptop running all seven steps at once; short enough
 # that the untouched starters' failing waits stay quick. A CHECK_WAIT_SECONDS the learner set wins.
@@ -278,7 +278,10 @@ def next_step_advice(results: list[CheckResults]) -> str:
         )
     if not any(not result.done for result in results if not result.step.is_chapter):
         chapters = ", ".join(result.step.key for result in todo)
-        done = "All seven steps pass: your chat runs with `make step 7`."
+        last = NUMBERED[-1].key
+        done = (
+            f"All {len(NUMBERED)} steps pass: your chat runs with `make step {last}`."
+        )
         return (
             f"{done} Beyond the tutorial, the chapters: {chapters} (make check NAME)."
         )
