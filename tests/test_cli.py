@@ -271,3 +271,11 @@ def test_doctor_names_who_provides_cello(providers, level, says):
     assert finding.level == level and says in finding.what, finding
     if level == "FAIL":
         assert "cello-framework==1.4.1" in finding.fix or "requirements" in finding.fix
+
+
+def test_a_command_run_for_the_learner_still_gets_ctrl_c(capfd):
+    """Regression: the CLI ignored Ctrl-C while running pytest or mkdocs, and the program
+    inherited that: under `make test`, Ctrl-C no longer stopped `make watch` or the bots."""
+    probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    assert cli.run_foreground([sys.executable, "-c", probe]) == 0
+    assert capfd.readouterr().out.strip() == "True", "SIGINT is ignored in the command"

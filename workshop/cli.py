@@ -184,13 +184,19 @@ def _runs_modern_python(python: Path) -> bool:
 
 
 def run_foreground(command: list[str], env: dict | None = None) -> int:
-    """Run a command as if typed in this terminal: Ctrl-C reaches it (not us), and if it
-    dies of a signal, so do we, as make and shells expect of an interrupted command."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        status = subprocess.run(command, cwd=ROOT, env=env).returncode
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    """Run a command as if typed in this terminal: a Ctrl-C reaches it too, and we wait for
+    it to finish; if it dies of a signal, so do we, as make and shells expect.
+
+    Not by ignoring SIGINT while it runs: a program started with SIGINT ignored keeps it
+    ignored (Python then raises no KeyboardInterrupt), and so would every program it starts.
+    """
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    while True:
+        try:
+            status = process.wait()
+            break
+        except KeyboardInterrupt:
+            continue  # the same Ctrl-C reached the command: it decides how to stop
     if status < 0 and os.name != "nt":
         signal.signal(-status, signal.SIG_DFL)
         os.kill(os.getpid(), -status)

@@ -34,7 +34,7 @@ from workshop.cli import (
 # the checks rely on. Any other pin that differs is only a warning.
 ESSENTIAL_PACKAGES = ("cello-framework", "websockets", "pytest")
 # The distribution that must provide the `cello` module, and the look-alikes that also
-# install one (docs/troubleshooting.md): cellon 1.4.6, Cello's successor, fails our
+# install one (docs/troubleshooting.md#cello-look-alike): cellon 1.4.6, Cello's successor, fails our
 # WebSocket checks ("upgrade expected but low level API in use").
 FRAMEWORK = "cello-framework"
 

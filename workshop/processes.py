@@ -83,6 +83,8 @@ def stop(
 
 def _drain(process: subprocess.Popen, timeout: float | None) -> None:
     """Wait for the process, reading (and dropping) what it still writes to our pipes."""
+    if process.stdin and process.stdin.closed:
+        process.stdin = None  # closed by us already: communicate() would flush it
     if process.stdout or process.stderr:
         process.communicate(timeout=timeout)
     else:
