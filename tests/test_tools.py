@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from workshop.cli import venv_python
 from workshop.ports import free_port
 from workshop.steps import ROOT, STEPS
 
@@ -75,14 +76,10 @@ def workshop(
     clone: Path, *arguments: str, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """`python -m workshop ...` in the clone, as a learner without make types it."""
-    finished = run([str(venv_python(clone)), "-m", "workshop", *arguments], clone, env)
+    python = venv_python(clone / ".venv")
+    finished = run([str(python), "-m", "workshop", *arguments], clone, env)
     finished.output = finished.stdout + finished.stderr
     return finished
-
-
-def venv_python(clone: Path) -> Path:
-    windows = clone / ".venv" / "Scripts" / "python.exe"
-    return windows if windows.exists() else clone / ".venv" / "bin" / "python"
 
 
 def load_guide_hook():

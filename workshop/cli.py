@@ -60,23 +60,35 @@ def workshop_command(command: str) -> str:
 # --- setup -----------------------------------------------------------------------------
 
 
+def python_version(python: str | Path | None = None) -> tuple[int, ...] | None:
+    """The version of the Python that the command `python` runs ("py -3.12" on Windows;
+    None: this one), or None if it does not run."""
+    if python is None:
+        return tuple(sys.version_info[:3])
+    probe = "import sys; print(*sys.version_info[:3])"
+    command = python.split() if isinstance(python, str) else [str(python)]
+    try:
+        answer = subprocess.run(
+            [*command, "-c", probe], capture_output=True, text=True, timeout=60
+        )
+        return (
+            tuple(map(int, answer.stdout.split())) if answer.returncode == 0 else None
+        )
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+
+
+def is_modern(python: str | Path) -> bool:
+    return (python_version(python) or (0,)) >= MINIMUM_PYTHON
+
+
 def modern_python() -> str | None:
     """A command on this machine that runs Python 3.12 or newer, if there is one."""
     if os.name == "nt":
         candidates = ["py -3.13", "py -3.12", "py -3"]
     else:
         candidates = ["python3.13", "python3.12", "python3"]
-    probe = "import sys; sys.exit(sys.version_info < (3, 12))"
-    for candidate in candidates:
-        try:
-            found = subprocess.run(
-                [*candidate.split(), "-c", probe], capture_output=True, timeout=30
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if found.returncode == 0:
-            return candidate
-    return None
+    return next((candidate for candidate in candidates if is_modern(candidate)), None)
 
 
 def get_python_advice() -> str:
@@ -124,7 +136,7 @@ def setup(_args=None) -> int:
     if sys.version_info < MINIMUM_PYTHON:
         return too_old()
     python = venv_python()
-    if python.exists() and not _runs_modern_python(python):
+    if python.exists() and not is_modern(python):
         print("Replacing .venv: its Python is older than 3.12, or no longer runs.")
         shutil.rmtree(VENV)
     if not python.exists():
@@ -166,18 +178,6 @@ def setup(_args=None) -> int:
         "or see README.md."
     )
     return OK
-
-
-def _runs_modern_python(python: Path) -> bool:
-    try:
-        probe = subprocess.run(
-            [str(python), "-c", "import sys; sys.exit(sys.version_info < (3, 12))"],
-            capture_output=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
 
 
 # --- running other programs ------------------------------------------------------------
@@ -348,7 +348,7 @@ def _doctor_in_venv() -> bool:
     """Whether doctor should run in a .venv that works, this Python being another."""
     if os.environ.get("WORKSHOP_NO_VENV") or in_venv():
         return False
-    return venv_python().exists() and _runs_modern_python(venv_python())
+    return venv_python().exists() and is_modern(venv_python())
 
 
 def cmd_lint(args) -> int:

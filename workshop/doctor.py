@@ -26,6 +26,7 @@ from workshop.cli import (
     VENV,
     get_python_advice,
     in_venv,
+    python_version,
     venv_python,
     workshop_command,
 )
@@ -44,26 +45,6 @@ class Finding:
     level: str  # "ok", "WARN" (works, with a caveat) or "FAIL" (blocks the workshop)
     what: str
     fix: str = ""
-
-
-def python_version(python=None) -> tuple[int, ...] | None:
-    """The version of the interpreter at `python` (None: this one), or None if it does not run."""
-    if python is None:
-        return tuple(sys.version_info[:3])
-    try:
-        answer = subprocess.run(
-            [str(python), "-c", "import sys; print(*sys.version_info[:3])"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return (
-        tuple(int(part) for part in answer.stdout.split())
-        if answer.returncode == 0
-        else None
-    )
 
 
 def dotted(version) -> str:
@@ -210,7 +191,7 @@ def check_framework(providers: dict[str, str] | None = None) -> Finding:
 def check_port(
     port: int, purpose: str, blocking: bool, other_ports: tuple[int, ...] = ()
 ) -> Finding:
-    from workshop.ports import port_is_free, who_listens
+    from workshop.ports import port_is_free, suggest_port, who_listens
 
     if port_is_free(port):
         return Finding("ok", f"port {port} ({purpose}) is free")
@@ -223,17 +204,9 @@ def check_port(
     pid = holder.split(":")[0].removeprefix("pid ") if holder else "PID"
     fix = f"stop that program (Ctrl-C in its terminal, or: kill {pid})"
     if blocking:
-        # Suggest a port that is free now and that no other part of the workshop uses.
-        spare = next(
-            (
-                p
-                for p in range(port + 1, port + 100)
-                if p not in other_ports and port_is_free(p)
-            ),
-            None,
-        )
-        if spare:
-            fix += f", or run the chat on another port: PORT={spare} make step N"
+        # A port that is free now and that no other part of the workshop uses.
+        spare = suggest_port(port, "127.0.0.1", avoid=other_ports)
+        fix += f", or run the chat on another port: PORT={spare} make step N"
     return Finding(
         "FAIL" if blocking else "WARN",
         f"port {port} ({purpose}) is in use{held_by}",

@@ -73,10 +73,11 @@ def _listens(connection, port: int) -> bool:
     )
 
 
-def suggest_port(busy: int, host: str) -> int:
-    """The next free port after `busy`, never the guide's 8001 (`make docs` wants it in a workshop)."""
+def suggest_port(busy: int, host: str, avoid: tuple[int, ...] = (GUIDE_PORT,)) -> int:
+    """The next free port after `busy`, never one of `avoid` (the guide's 8001: `make docs`
+    wants it in a workshop)."""
     for candidate in range(busy + 1, busy + 100):
-        if candidate != GUIDE_PORT and port_is_free(candidate, host):
+        if candidate not in avoid and port_is_free(candidate, host):
             return candidate
     return free_port()
 
