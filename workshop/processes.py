@@ -62,10 +62,10 @@ def stop(
         _drain(process, grace)
         return
     descendants = with_descendants(process.pid)[1:]
+    # Its own process group (start_new_session): what a terminal's Ctrl-C reaches.
+    leads_a_group = os.name != "nt" and _group_of(process.pid) == process.pid
     if interrupting:
-        leads_a_group = os.name != "nt" and _group_of(process.pid) == process.pid
         if leads_a_group:
-            # Its whole process group: what a terminal's Ctrl-C reaches.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGINT)
         else:
@@ -73,10 +73,20 @@ def stop(
     try:
         _drain(process, grace)
     except subprocess.TimeoutExpired:
-        for member in with_descendants(process.pid):
+        # Those it started too: one may hold our pipe after it is gone.
+        for member in [*with_descendants(process.pid), *descendants]:
             with contextlib.suppress(*_GONE, psutil.AccessDenied):
                 member.kill()
-        _drain(process, None)
+        if leads_a_group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        try:
+            _drain(process, grace)
+        except subprocess.TimeoutExpired:  # a pipe held by a process not ours to know
+            for stream in (process.stdout, process.stderr):
+                if stream:
+                    stream.close()
+            process.wait()
     # What it started and left behind (a server stopped before its workers).
     stop_all([p for p in descendants if p.is_running()], grace)
 
