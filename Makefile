@@ -20,6 +20,9 @@ PYTHON ?= $(shell for candidate in python3 python3.13 python3.12 python; do \
 VENV_PYTHON := $(wildcard .venv/bin/python)
 WORKSHOP := $(or $(VENV_PYTHON),$(PYTHON),python3) -m workshop
 
+# The steps and chapters, as workshop/course.toml lists them (the one list): for `make help`.
+STEP_KEYS := $(shell sed -n 's/^key = "\(.*\)"/\1/p' workshop/course.toml)
+
 # `make step 4`: the word after a target that takes a step is its argument, not a target.
 STEP_TARGETS := step solution check hint reset solve diff watch demo
 ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(STEP_TARGETS)),)
@@ -32,10 +35,10 @@ endif
 STEP_ARG = $(or $(N),$(STEP),missing-step)
 
 .PHONY: help setup step solution check test docs docs-build progress hint reset solve \
-	diff doctor watch demo bots bench
+	diff doctor watch demo bots bench lint
 
 help: ## list every target
-	@echo "Cello chat workshop. Targets (N: a step, 1 to 7, or a chapter such as room):"
+	@echo "Cello chat workshop. Targets (N: a step or chapter: $(STEP_KEYS)):"
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | \
 		sed -E 's/^([a-z-]+):.*## (\[N\] )?(.*)/\1\t\2\t\3/' | \
 		awk -F'\t' '{ printf "  make %-18s %s\n", $$1 ($$2 != "" ? " N" : ""), $$3 }'
@@ -91,3 +94,6 @@ bots: ## N simulated participants (N=30 unless said) join the chat on PORT and t
 
 bench: ## N participants (N=1000 unless said) on the finished chat and a reference server
 	@$(WORKSHOP) bench --participants $(or $(N),1000)
+
+lint: ## for maintainers: ruff check, ruff format --check and mypy, as CI runs them
+	@$(WORKSHOP) lint

@@ -18,6 +18,16 @@ import struct
 import sys
 import time
 import zlib
+from typing import Any
+
+FIONREAD: int | None  # how many bytes wait in a socket: Linux and macOS
+try:
+    import fcntl
+    import termios
+
+    FIONREAD = termios.FIONREAD
+except ImportError:
+    FIONREAD = None
 
 PROBE = b"bench:p:"  # latency probes: bench:p:<probe id>
 FLOOD = b"bench:f:"  # throughput messages: bench:f:<worker>.<conn>.<seq>
@@ -54,13 +64,12 @@ class Participant(asyncio.BufferedProtocol):
     def __init__(self, worker, index):
         self.worker = worker
         self.index = index
-        self.transport = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # connection_made
         self.handshaken = asyncio.get_running_loop().create_future()
         self.closed = False
         self.buffer = b""
-        self.inflater = (
-            None  # set when the server compresses its messages (permessage-deflate)
-        )
+        # Set when the server compresses its messages (permessage-deflate).
+        self.inflater: Any = None
         self.fresh_inflater = (
             False  # server_no_context_takeover: a new inflater for each message
         )
@@ -72,6 +81,16 @@ class Participant(asyncio.BufferedProtocol):
 
     def connection_made(self, transport):
         self.transport = transport
+
+    def unread_bytes(self) -> int:
+        """Bytes that reached this participant's socket and were not read yet."""
+        if FIONREAD is None or self.closed:
+            return 0
+        try:
+            fd = self.transport.get_extra_info("socket").fileno()
+            return struct.unpack("i", fcntl.ioctl(fd, FIONREAD, b"\0" * 4))[0]
+        except (OSError, AttributeError, ValueError):
+            return 0
 
     def connection_lost(self, exc):
         self.closed = True
@@ -274,7 +293,10 @@ class Worker:
         for participant in chosen:
             participant.next_send_ns = start_ns
             self.send_flood(participant)
-        await asyncio.sleep(max(flood["end"] - time.monotonic_ns(), 0) / 1e9)
+        unread = []  # five times a second: bytes waiting in all our sockets
+        while (left := flood["end"] - time.monotonic_ns()) > 0:
+            await asyncio.sleep(min(0.2, left / 1e9))
+            unread.append(sum(p.unread_bytes() for p in self.participants))
         cpu_window = time.process_time() - cpu_start
         # Let what is in flight arrive so the next phase starts from a quiet room.
         deadline = loop.time() + 10
@@ -293,6 +315,7 @@ class Worker:
             "cpu_seconds": cpu_window,
             "round_trip_ms_p50": trips[len(trips) // 2] / 1e6 if trips else None,
             "live": self.live,
+            "unread_bytes": unread,
         }
 
     def send_flood(self, participant):

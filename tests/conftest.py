@@ -4,12 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from workshop.progress import junit_outcomes
 from workshop.steps import ROOT
 
 
@@ -46,16 +46,7 @@ def run_step_checks(
         timeout=300,
         env={**os.environ, **(env or {})},
     )
-    outcomes = {}
-    if report.exists():
-        for case in ElementTree.parse(report).iter("testcase"):
-            name = f"{case.get('classname')}::{case.get('name')}"
-            kinds = {child.tag for child in case}
-            outcome = next(
-                (kind for kind in ("failure", "error", "skipped") if kind in kinds),
-                "passed",
-            )
-            outcomes[name] = {"failure": "failed"}.get(outcome, outcome)
+    outcomes = junit_outcomes(report) if report.exists() else {}
     return CheckRun(finished.returncode, finished.stdout + finished.stderr, outcomes)
 
 

@@ -17,8 +17,8 @@ failure instead: the browser checks must never silently stop running.
 
 import itertools
 import os
-import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -27,15 +27,13 @@ try:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 except ImportError:  # the browser fixture skips, and says how to install it
-    sync_playwright = None
+    sync_playwright = None  # type: ignore[assignment]
 
+from workshop.chromium import find_chromium
 from workshop.harness import WAIT_SECONDS, ChatServer
+from workshop.pictures import look_the_same
 from workshop.steps import ROOT
 
-# CHROMIUM=/path/to/chrome if set, else a Chromium on PATH, else the one `playwright install chromium`
-# downloads. The headless shell (Debian: `apt-get install chromium-headless-shell`) comes first: it is the
-# browser without its windows, the one Playwright itself prefers, and opens tabs about twice as fast.
-SYSTEM_CHROMIUM = ("chromium-headless-shell", "chromium", "chromium-browser")
 CHROMIUM_FLAGS = [
     "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
     "--disable-gpu",
@@ -60,21 +58,10 @@ FIND_LINE_JS = """([text, kind, after]) => [...document.querySelectorAll('#messa
     line => line.textContent.includes(text) && (!kind || line.classList.contains(kind)))"""
 
 
-def _unavailable(reason: str):
+def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true, so the browser checks must run: {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-def find_chromium() -> str | None:
-    """The path of the Chromium to drive, or None (then Playwright's own download is the one to try)."""
-    if os.environ.get("CHROMIUM"):
-        return os.environ["CHROMIUM"]
-    for candidate in SYSTEM_CHROMIUM:
-        found = shutil.which(candidate)
-        if found:
-            return found
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -207,9 +194,10 @@ class ChatTab:
         self.page.close()
 
     def screenshot(self, path: Path) -> None:
-        """Save what the tab shows as a PNG; an unchanged picture is not rewritten (mkdocs serve watches docs/)."""
+        """Save what the tab shows as a PNG, unless the saved one looks the same (other bytes
+        from another machine's Chromium must not dirty the tree; mkdocs serve watches docs/)."""
         picture = self.page.screenshot(animations="disabled", caret="hide")
-        if not path.exists() or path.read_bytes() != picture:
+        if not path.exists() or not look_the_same(path.read_bytes(), picture):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(picture)
 

@@ -20,6 +20,7 @@ import time
 import urllib.request
 from datetime import datetime
 
+from workshop import processes
 from workshop.ports import busy_port_message, port_is_free
 from workshop.steps import ROOT, finished
 
@@ -148,13 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 0
     finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(5)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        processes.stop(server)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import base64
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as websocket_connect
 
+from workshop import processes
 from workshop.ports import free_port
 from workshop.steps import ROOT
 
@@ -62,6 +62,7 @@ class ChatServer:
             start_new_session=True,  # so stop() can end the server and anything it started
         )
         self._clients: list[ChatClient] = []
+        self._final_output: str | None = None  # kept once stopped, its log deleted
 
     def wait_until_accepting(self, timeout: float = STARTUP_SECONDS) -> "ChatServer":
         deadline = time.monotonic() + timeout
@@ -132,6 +133,8 @@ class ChatServer:
 
     # --- life cycle --------------------------------------------------------------------------------------------
     def output(self) -> str:
+        if self._final_output is not None:  # stopped: its log file is gone
+            return self._final_output
         return Path(self._log.name).read_text(errors="replace")
 
     def output_tail(self, lines: int = 15) -> str:
@@ -141,21 +144,17 @@ class ChatServer:
 
     def stop(self) -> None:
         self.close_clients()
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)  # Ctrl-C, as a learner would
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self._log.close()
+        processes.stop(self.process)  # Ctrl-C, as a learner would, then kill
+        if self._final_output is None:
+            self._final_output = self.output()
+            self._log.close()
+            Path(self._log.name).unlink(missing_ok=True)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
         self.stop()
-        Path(self._log.name).unlink(missing_ok=True)
 
 
 def start_server(

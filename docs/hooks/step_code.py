@@ -21,12 +21,19 @@ drift from the code: nobody keeps ``hl_lines`` by hand.
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from pathlib import Path
 
 from mkdocs.exceptions import PluginError
+
+# The workshop's own modules (the list of steps, the one diff, the TODO blocks), from the
+# repository this hook belongs to.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from workshop.diff import changed_lines, unified_diff  # noqa: E402
+from workshop.starters import app_files, todo_blocks  # noqa: E402
+from workshop.steps import CHAPTERS, NUMBERED  # noqa: E402
+from workshop.steps import step as find_step  # noqa: E402
 
 START_MARKER = re.compile(r"^<!--\s*step-code\s+([\w-]+)\s*-->[ \t]*$", re.MULTILINE)
 END_MARKER = re.compile(r"^<!--\s*/step-code\s*-->[ \t]*$", re.MULTILINE)
@@ -34,19 +41,53 @@ END_MARKER = re.compile(r"^<!--\s*/step-code\s*-->[ \t]*$", re.MULTILINE)
 # File suffix -> Pygments lexer. Only these files are shown: the step's tests and
 # caches are not part of what the learner writes.
 LEXERS = {".py": "python", ".html": "html", ".js": "js", ".css": "css"}
-TODO_START = re.compile(r"TODO\((step \d+|[a-z][a-z-]*)\)")
-TODO_END = re.compile(r"END TODO")
 
 _repo_root: Path | None = None
+
+
+# The nav sections that list the steps and the chapters: filled from workshop/course.toml.
+STEPS_SECTION, CHAPTERS_SECTION = "The steps", "After the steps"
 
 
 def on_config(config):
     global _repo_root
     _repo_root = Path(config.config_file_path).resolve().parent
-    if str(_repo_root) not in sys.path:
-        # Workshop.steps: the list of steps and chapters.
-        sys.path.insert(0, str(_repo_root))
+    config["nav"] = course_nav(config["nav"])
     return config
+
+
+def course_nav(nav: list) -> list:
+    """mkdocs.yml's nav with the steps and chapters of workshop/course.toml in their
+    sections, in course order: the one list of them, never typed twice."""
+    sections = {
+        title: entries
+        for entry in nav
+        if isinstance(entry, dict)
+        for title, entries in entry.items()
+    }
+    for title in (STEPS_SECTION, CHAPTERS_SECTION):
+        if not isinstance(sections.get(title), list):
+            raise PluginError(f'mkdocs.yml: the nav needs a section "{title}"')
+    pages = {
+        entry
+        for section in sections.values()
+        if isinstance(section, list)
+        for item in section
+        if isinstance(item, dict)
+        for entry in item.values()
+    }
+    listed = [s for s in (*NUMBERED, *CHAPTERS) if f"{s.folder}.md" in pages]
+    if listed:
+        raise PluginError(
+            "mkdocs.yml: the nav lists "
+            + ", ".join(f"{s.folder}.md" for s in listed)
+            + ", which the hook adds from workshop/course.toml: remove them"
+        )
+    sections[STEPS_SECTION][:0] = [
+        {f"{s.key}. {s.title}": f"{s.folder}.md"} for s in NUMBERED
+    ]
+    sections[CHAPTERS_SECTION][:0] = [{s.title: f"{s.folder}.md"} for s in CHAPTERS]
+    return nav
 
 
 def on_page_markdown(markdown, page, config, files):
@@ -85,71 +126,19 @@ def two_columns(text: str, code: str) -> str:
 
 def shown_files(step_dir: Path) -> list[str]:
     """Names of the files a learner edits in a step folder, app.py first."""
-    if not step_dir.is_dir():
-        return []
-    names = [
-        path.name
-        for path in step_dir.iterdir()
-        if path.is_file()
-        and path.suffix in LEXERS
-        and not path.name.startswith(("test_", "conftest"))
-    ]
+    names = [name for name in app_files(step_dir) if Path(name).suffix in LEXERS]
     return sorted(names, key=lambda name: (name != "app.py", name))
-
-
-def changed_lines(old: list[str], new: list[str]) -> list[int]:
-    """1-based numbers of the lines of `new` that are added or changed from `old`."""
-    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
-    return [
-        line + 1
-        for tag, _, _, new_start, new_end in matcher.get_opcodes()
-        if tag in ("replace", "insert")
-        for line in range(new_start, new_end)
-    ]
 
 
 def todo_lines(lines: list[str], step: str | int) -> list[int]:
     """1-based numbers of the lines inside this step's TODO blocks, markers included."""
-    wanted = str(step) if not str(step).isdigit() else f"step {step}"
-    marked, inside = [], False
-    for number, line in enumerate(lines, start=1):
-        todo = TODO_START.search(line)
-        if todo and todo.group(1) == wanted:
-            inside = True
-        if inside:
-            marked.append(number)
-            if TODO_END.search(line):
-                inside = False
-    return marked
-
-
-def unified_diff(old: list[str], new: list[str], old_name: str, new_name: str) -> str:
-    """Like difflib.unified_diff, but on the same matcher as changed_lines.
-
-    difflib.unified_diff turns autojunk on, which for files of 200 lines or more
-    (the chat page) treats blank lines as junk and produces a diff that disagrees
-    with the highlighted lines.
-    """
-    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
-    out = [f"--- {old_name}", f"+++ {new_name}"]
-    for group in matcher.get_grouped_opcodes(3):
-        first, last = group[0], group[-1]
-        out.append(
-            f"@@ -{_hunk_range(first[1], last[2])} +{_hunk_range(first[3], last[4])} @@"
-        )
-        for tag, old_start, old_end, new_start, new_end in group:
-            if tag == "equal":
-                out += [" " + line for line in old[old_start:old_end]]
-                continue
-            out += ["-" + line for line in old[old_start:old_end]]
-            out += ["+" + line for line in new[new_start:new_end]]
-    return "\n".join(out)
-
-
-def _hunk_range(start: int, stop: int) -> str:
-    length = stop - start
-    first = start + 1 if length else start
-    return str(first) if length == 1 else f"{first},{length}"
+    wanted = find_step(step).todo_tag
+    return [
+        number + 1
+        for tag, first, last in todo_blocks(lines)
+        if tag == wanted
+        for number in range(first, last + 1)
+    ]
 
 
 def line_ranges(numbers: list[int]) -> str:
@@ -171,8 +160,6 @@ def _range_end(text: str) -> int:
 
 
 def render_step_code(root: Path, step: str) -> str:
-    from workshop.steps import step as find_step
-
     found = find_step(step)
     solution_dir = root / "solutions" / found.folder
     starter_dir = root / "steps" / found.folder
