@@ -124,10 +124,8 @@ def learner_files(folder: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    site = tmp_path_factory.mktemp("guide-site")
-    build_guide(ROOT, site)
-    return site
+def site(guide_site) -> Path:
+    return guide_site
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)

@@ -517,10 +517,15 @@ def _rows_html(rows: list[tuple[int | None, str, str]]) -> str:
     )
 
 
-def _block(title: str, body_rows: str, copy_text: str, note: str = "") -> str:
+def _block(
+    title: str, body_rows: str, copy_text: str, note: str = "", view: str = ""
+) -> str:
     note_html = f' <span class="guide-file__note">{note}</span>' if note else ""
+    # A page-unique id: Material names each block's copy button after it.
+    ident = "code-" + re.sub(r"[^a-z0-9]+", "-", f"{view} {title}".lower()).strip("-")
     return (
-        f'<div class="guide-file highlight" data-copy="{html.escape(copy_text)}">'
+        f'<div class="guide-file highlight" id="{ident}" '
+        f'data-copy="{html.escape(copy_text)}">'
         f'<span class="filename">{html.escape(title)}{note_html}</span>'
         f"<pre><code>{body_rows}</code></pre></div>"
     )
@@ -711,7 +716,7 @@ class StepCode:
                 for n, line in enumerate(lines, 1)
             ]
             note = self._note(code, view)
-            return _block(rel_starter, _rows_html(rows), code.starter_text, note)
+            return _block(rel_starter, _rows_html(rows), code.starter_text, note, view)
         if view == "finished":
             if not code.solution_text:
                 return None
@@ -726,6 +731,7 @@ class StepCode:
                 _rows_html(rows),
                 code.solution_text,
                 self._note(code, view),
+                view,
             )
         # What changes: the new file whole, removed lines in place.
         if not self.changes(code) or not code.solution_text:
@@ -755,7 +761,7 @@ class StepCode:
             if code.previous_text
             else rel_solution
         )
-        return _block(title, body, code.solution_text, self._note(code, view))
+        return _block(title, body, code.solution_text, self._note(code, view), view)
 
     def _note(self, code: FileCode, view: str) -> str:
         builds_on = self.previous.label if self.previous else "the start"
@@ -872,6 +878,7 @@ class StepCode:
                         f"{_rel(self.root, path)}, lines {first}–{last}",
                         _rows_html(rows),
                         copy,
+                        view=f"{section} {view}",
                     )
                 )
             views.append((view, label, "".join(blocks)))
