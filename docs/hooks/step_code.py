@@ -115,7 +115,7 @@ def on_page_markdown(markdown, page, config, files):
     region = markdown[start.end() : region_end]
     region, page.meta["guide_code_names"] = _take_code_names(region)
     before = _with_step_strip(markdown[: start.start()], step)
-    after = SEE_MARKER.sub(lambda _: you_should_see(_repo_root, step), after)
+    after = _with_result_and_recap(after, step, region, markdown)
     return before + two_columns(region) + after
 
 
@@ -261,6 +261,47 @@ def _with_step_strip(before: str, step) -> str:
     if title is None:
         return strip + before
     return before[: title.end()] + "\n\n" + strip + before[title.end() :]
+
+
+SEE_HEADING = (
+    "## What you should see {#what-you-should-see}\n\n<!-- you-should-see -->\n\n"
+)
+CHECK_HEADING = re.compile(r"^## .*\{#check-yourself\}.*$", re.MULTILINE)
+CATCH_UP_HEADING = re.compile(r"^## .*\{#catch-up\}.*$", re.MULTILINE)
+RECAP_HEADING = re.compile(r"^## .*\{#recap\}", re.MULTILINE)
+PITFALL = re.compile(r'^!!! warning "Pitfall: (.*)"$', re.MULTILINE)
+
+
+def _insert_before(text: str, heading: re.Pattern, block: str) -> str:
+    found = heading.search(text)
+    at = found.start() if found else len(text)
+    return text[:at] + block + text[at:]
+
+
+def _with_result_and_recap(after: str, step, region: str, page: str) -> str:
+    """What you should see (before "Check yourself" unless the page places it), and a
+    recap (before "Stuck? Catch up") where the page has written none."""
+    if not SEE_MARKER.search(after):
+        after = _insert_before(after, CHECK_HEADING, SEE_HEADING)
+    after = SEE_MARKER.sub(lambda _: you_should_see(_repo_root, step), after)
+    if not RECAP_HEADING.search(page):
+        after = _insert_before(after, CATCH_UP_HEADING, made_recap(region, page))
+    return after
+
+
+def made_recap(region: str, page: str) -> str:
+    """A recap from the page itself: its sections and the pitfalls it steers around."""
+    items = []
+    for line in region.splitlines():
+        if found := re.match(r"^## (.*?)\s*(\{.*\})?\s*$", line):
+            anchor = re.search(r"#([\w-]+)", found.group(2) or "")
+            title = found.group(1)
+            items.append(f"- [{title}](#{anchor.group(1)})" if anchor else f"- {title}")
+    pitfalls = PITFALL.findall(page)
+    text = "## Recap {#recap}\n\nThis step covered:\n\n" + "\n".join(items) + "\n\n"
+    if pitfalls:
+        text += "and steered around: " + "; ".join(pitfalls) + ".\n\n"
+    return text
 
 
 def _short(step) -> str:
