@@ -91,6 +91,7 @@ def on_config(config):
             # workshop.steps (the list of steps and chapters), and diagram.py here.
             sys.path.insert(0, str(path))
     _highlighted.cache_clear()
+    _LATER.clear()
     return config
 
 
@@ -164,7 +165,7 @@ def on_page_content(content, page, config, files):
             section["targets"] = code.infer(body)
         pieces.append(body)
         if section["targets"]:
-            excerpt = code.excerpt(section["targets"], section["id"])
+            excerpt = _later(page, code.excerpt(section["targets"], section["id"]))
             # Before the closing </div> of the text column when this is the last one.
             if stop is None and body.rstrip().endswith("</div>"):
                 cut = body.rstrip().rfind("</div>")
@@ -172,7 +173,7 @@ def on_page_content(content, page, config, files):
             else:
                 pieces.append(excerpt)
     text = "".join(pieces)
-    panel = code.panel(sections)
+    panel = _later(page, code.panel(sections))
     return (
         content[:text_start]
         + text
@@ -205,6 +206,26 @@ def _take_code_names(region: str) -> tuple[str, list[list[str] | None]]:
                 line += "\n"
         out.append(line)
     return "".join(out), names
+
+
+# The code goes into the page after the search plugin has read its text (the code is
+# kept out of the index anyway): parsing thousands of code spans for nothing is most of
+# a build's time.
+_LATER: dict[str, dict[str, str]] = {}
+
+
+def _later(page, markup: str) -> str:
+    waiting = _LATER.setdefault(page.file.src_uri, {})
+    key = f"<!--guide-code-{len(waiting)}-->"
+    waiting[key] = markup
+    return key
+
+
+def on_post_page(output, page, config):
+    waiting = _LATER.pop(page.file.src_uri, None)
+    if not waiting:
+        return output
+    return re.sub(r"<!--guide-code-\d+-->", lambda m: waiting[m.group(0)], output)
 
 
 def two_columns(text: str) -> str:
@@ -464,12 +485,18 @@ def names_in(path: Path, text: str) -> dict[str, Span]:
 # --- Lines to highlight ---------------------------------------------------------------
 
 
+@lru_cache(maxsize=512)
+def _opcodes(old: tuple[str, ...], new: tuple[str, ...]) -> tuple:
+    """One matcher per pair of files, without autojunk (which treats the blank lines of
+    long files as junk, so that diffs and highlights would disagree)."""
+    return tuple(difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes())
+
+
 def changed_lines(old: list[str], new: list[str]) -> list[int]:
     """1-based numbers of the lines of `new` that are added or changed from `old`."""
-    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
     return [
         line + 1
-        for tag, _, _, new_start, new_end in matcher.get_opcodes()
+        for tag, _, _, new_start, new_end in _opcodes(tuple(old), tuple(new))
         if tag in ("replace", "insert")
         for line in range(new_start, new_end)
     ]
@@ -498,9 +525,8 @@ def diff_rows(
     kind is "same", "add" or "del". Uses one matcher without autojunk (difflib's
     unified_diff turns autojunk on, which treats blank lines of long files as junk).
     """
-    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
     rows: list[tuple[str, int | None, int | None]] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in _opcodes(tuple(old), tuple(new)):
         if tag == "equal":
             rows += [("same", i + 1, j1 + (i - i1) + 1) for i in range(i1, i2)]
             continue
@@ -512,10 +538,9 @@ def diff_rows(
 def map_span(old: list[str], new: list[str], span: Span) -> Span:
     """Where lines first..last of `new` sit in `old`: the same lines where they are
     equal, else the lines they replace (a TODO block), else the line before."""
-    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
     first, last = span.first - 1, span.last
     hits: list[int] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in _opcodes(tuple(old), tuple(new)):
         if j1 < j2:
             lo, hi = max(j1, first), min(j2, last)
             if lo >= hi:
