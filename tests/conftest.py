@@ -50,6 +50,24 @@ def run_step_checks(
     return CheckRun(finished.returncode, finished.stdout + finished.stderr, outcomes)
 
 
+@pytest.fixture(scope="session")
+def guide_site(tmp_path_factory) -> Path:
+    """The guide, built once with `mkdocs build --strict` for every test that reads it."""
+    site = tmp_path_factory.mktemp("guide-site")
+    finished = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=120,
+    )
+    assert finished.returncode == 0, (
+        f"mkdocs build --strict failed:\n{finished.stdout}\n{finished.stderr}"
+    )
+    return site
+
+
 @pytest.fixture
 def run_checks(tmp_path):
     return lambda check_dirs, app_dir, env=None: run_step_checks(

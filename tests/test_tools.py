@@ -450,11 +450,15 @@ def test_diff_shows_the_same_changes_as_the_guide(clone):
     shown = workshop(clone, "diff", "1")
     assert shown.returncode == 0, shown.output
     hook = load_guide_hook()
-    guide = hook.unified_diff(
-        yours, finished, "steps/step1/app.py", "solutions/step1/app.py"
-    )
-    assert changed_lines(shown.stdout) == changed_lines(guide), (
-        f"make diff:\n{shown.stdout}\nthe guide:\n{guide}"
+    rows = hook.diff_rows(yours, finished)
+    guide = [
+        ("-" if kind == "del" else "+")
+        + (yours[old - 1] if kind == "del" else finished[new - 1])
+        for kind, old, new in rows
+        if kind != "same"
+    ]
+    assert changed_lines(shown.stdout) == guide, (
+        f"make diff:\n{shown.stdout}\nthe guide's What changes:\n{guide}"
     )
 
 

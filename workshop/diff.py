@@ -26,6 +26,11 @@ def _matcher(old: list[str], new: list[str]) -> difflib.SequenceMatcher:
     return difflib.SequenceMatcher(None, old, new, autojunk=False)
 
 
+def opcodes(old: list[str], new: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """How `new` differs from `old`, as difflib's opcodes: the guide's panels use these."""
+    return _matcher(old, new).get_opcodes()
+
+
 def changed_lines(old: list[str], new: list[str]) -> list[int]:
     """1-based numbers of the lines of `new` that are added or changed from `old`."""
     return [
