@@ -21,7 +21,7 @@ VENV_PYTHON := $(wildcard .venv/bin/python)
 WORKSHOP := $(or $(VENV_PYTHON),$(PYTHON),python3) -m workshop
 
 # `make step 4`: the word after a target that takes a step is its argument, not a target.
-STEP_TARGETS := step solution check hint reset solve diff watch demo
+STEP_TARGETS := step solution check hint reset solve diff watch demo plan
 ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(STEP_TARGETS)),)
   ifneq ($(word 2,$(MAKECMDGOALS)),)
     N ?= $(word 2,$(MAKECMDGOALS))
@@ -32,7 +32,7 @@ endif
 STEP_ARG = $(or $(N),$(STEP),missing-step)
 
 .PHONY: help setup step solution check test docs docs-build progress hint reset solve \
-	diff doctor watch demo bots bench
+	diff doctor watch demo bots bench dashboard share plan
 
 help: ## list every target
 	@echo "Cello chat workshop. Targets (N: a step, 1 to 7, or a chapter such as room):"
@@ -91,3 +91,15 @@ bots: ## N simulated participants (N=30 unless said) join the chat on PORT and t
 
 bench: ## N participants (N=1000 unless said) on the finished chat and a reference server
 	@$(WORKSHOP) bench --participants $(or $(N),1000)
+
+# The instructor's cockpit (workshop/cockpit/) and the learners' opt-in sharing (workshop/share.py).
+dashboard: ## the instructor's cockpit: projector view and the class's progress, live
+	@$(WORKSHOP) dashboard
+
+# HOST here is the instructor's address; this Makefile's own default HOST is not one.
+share: ## share your check results with the instructor (HOST=their address NAME=you; OFF=1)
+	@$(WORKSHOP) share $(if $(filter-out file,$(origin HOST)),--host "$(HOST)") \
+		$(if $(NAME),--name "$(NAME)") $(if $(OFF),--off)
+
+plan: ## [N] the timed plan of a session of N minutes (90 unless said; 180 too)
+	@$(WORKSHOP) plan $(or $(N),90)

@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workshop import share
+from workshop.share import SHARE_LATER
 from workshop.steps import ROOT, STEPS, Step
 
 # Long enough for a passing check on a busy two-core laptop running all seven steps at once; short enough
@@ -53,6 +55,8 @@ class CheckResults:
     skipped: int = 0  # browser checks not run yet, or not runnable here (no Chromium)
     problem: str = ""  # set when pytest could not run the checks at all
     from_earlier_run: bool = False  # passed before, and nothing has changed since
+    # Each check's outcome by name, for make share (workshop/share.py).
+    outcomes: dict[str, str] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -109,10 +113,13 @@ def read_report(
         outcomes = {child.tag for child in case}
         if outcomes & {"failure", "error"}:
             results.failed.append(case.get("name"))
+            results.outcomes[case.get("name")] = "failed"
         elif "skipped" in outcomes:
             results.skipped += 1
+            results.outcomes.setdefault(case.get("name"), "skipped")
         else:
             results.passed += 1
+            results.outcomes.setdefault(case.get("name"), "passed")
     return results
 
 
@@ -172,7 +179,12 @@ def run_checks(step: Step) -> CheckResults:
             pytest_command(step, report, ("-q",)),
             cwd=ROOT,
             text=True,
-            env={**checks_environment(wait_seconds), RUN_MARKER: run_id},
+            # make share: this table is reported once, below (share.SHARE_LATER).
+            env={
+                **checks_environment(wait_seconds),
+                RUN_MARKER: run_id,
+                SHARE_LATER: "1",
+            },
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -325,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
         f"\n(checked in {seconds:.1f} s, waiting at most {PROGRESS_WAIT_SECONDS} s for each event; "
         "`make check N` waits longer)"
     )
+    shared = share.send(share.outcomes_of_progress(results))
+    if shared:
+        print(shared)
     unchanged = [result.step.key for result in results if result.from_earlier_run]
     if unchanged:
         print(
