@@ -4,6 +4,7 @@ make demo are in test_cockpit.py."""
 
 import re
 import socket
+import sys
 import time
 import tomllib
 
@@ -14,7 +15,7 @@ from workshop.cockpit import qr
 from workshop.cockpit.board import MAX_LEARNERS, BadReport, Board, checks_of
 from workshop.cockpit.network import is_local_network, is_loopback
 from workshop.cockpit.room import FoldedChat
-from workshop.steps import STEPS, step
+from workshop.steps import ROOT, STEPS, step
 
 # --- the folded chat ------------------------------------------------------------------
 
@@ -85,7 +86,8 @@ def test_the_terminal_qr_code_draws_segnos_modules_exactly():
     assert not any(drawn[len(expected) :][0]) if len(drawn) > len(expected) else True
     coloured = qr.terminal_lines(url, colour=True)
     assert all(line.startswith(qr.INK_ON_CARD) for line in coloured)
-    assert qr.svg(url).startswith("<svg") and 'viewBox="' in qr.svg(url)
+    # A document of its own (an <img> needs the namespace) that scales (a viewBox).
+    assert '<svg xmlns="http://www.w3.org/2000/svg" viewBox="' in qr.svg(url)
 
 
 # --- the board ------------------------------------------------------------------------
@@ -340,5 +342,22 @@ def test_every_session_fits_and_typed_steps_take_course_toml_minutes():
             }[mode]
             assert (slot.mode, slot.minutes) == (mode, expected)
     assert "| 0:00 | 5 | Welcome |" in plan.markdown_table(90)
+    assert "[the step2 page](step2.md)" in plan.markdown_table(90)
+    # The instructor page shows both (docs/hooks/timed_plan.py), indented inside its tabs.
+    page = (ROOT / "docs" / "instructor.md").read_text()
+    assert (
+        "    <!-- timed-plan 90 -->" in page and "    <!-- timed-plan 180 -->" in page
+    )
+    sys.path.insert(0, str(ROOT / "docs" / "hooks"))
+    try:
+        import timed_plan
+    finally:
+        sys.path.remove(str(ROOT / "docs" / "hooks"))
+    shown = timed_plan.on_page_markdown(
+        "=== x\n\n    <!-- timed-plan 180 -->\n", None, None, None
+    )
+    assert shown.splitlines()[2:] == [
+        "    " + row for row in plan.markdown_table(180).splitlines()
+    ]
     with pytest.raises(ValueError, match="no 60-minute session"):
         plan.slots(60)

@@ -8,6 +8,7 @@ tables (docs/hooks/timed_plan.py).
 """
 
 import argparse
+import re
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -124,9 +125,11 @@ def markdown_table(minutes: int) -> str:
         "| ---: | ---: | --- | --- | --- |",
     ]
     for slot in slots(minutes):
+        # In the guide, "the step2.md page" is a link to it.
+        you = re.sub(r"the (\w+)\.md page", r"[the \1 page](\1.md)", slot.you)
         rows.append(
             f"| {clock_text(slot.start)} | {slot.minutes} | {slot.what} | "
-            f"{slot.mode} | {slot.you} |"
+            f"{slot.mode} | {you} |"
         )
     return "\n".join(rows)
 

@@ -172,11 +172,12 @@ def send(
     if setting is None or not steps:
         return ""
     payload = {"seat": setting["seat"], "name": setting["name"], "steps": steps}
+    # The wall-clock bound is within()'s; urllib's own (per socket operation) is a backstop.
     finished, result = within(
-        timeout, lambda: post(setting, "/api/report", payload, timeout)
+        timeout, lambda: post(setting, "/api/report", payload, 2 * timeout)
     )
     stop_hint = "(make share OFF=1 stops sharing)"
-    if not finished:
+    if not finished or reason_of(result) == NO_ANSWER:
         return (
             f"Progress not shared: the instructor's machine ({where(setting)}) did not "
             f"answer within {timeout:g} s {stop_hint}."
@@ -204,13 +205,18 @@ def send(
     )
 
 
-def reason_of(problem: Exception) -> str:
+NO_ANSWER = "no answer in time"
+
+
+def reason_of(problem) -> str:
+    if not isinstance(problem, Exception):
+        return ""
     if isinstance(problem, urllib.error.URLError):
         problem = problem.reason if isinstance(problem.reason, Exception) else problem
     if isinstance(problem, ConnectionRefusedError):
         return "is the instructor's dashboard running?"
     if isinstance(problem, TimeoutError | socket.timeout):
-        return "no answer in time"
+        return NO_ANSWER
     return str(problem) or type(problem).__name__
 
 

@@ -144,6 +144,9 @@ class Learner:
     current: str | None = None  # the step they are on; None once everything passes
     since: float | None = None  # when they started on it
     reports: int = 0
+    cells: dict[str, dict] = field(
+        default_factory=dict
+    )  # step -> its cell, as of the last report
 
 
 class Board:
@@ -176,6 +179,8 @@ class Board:
         current = self._current(learner, [key for key, _, _ in steps])
         if current != learner.current or learner.since is None:
             learner.current, learner.since = current, now
+        # Worked out once per report, not once per view update (300 learners x 8 steps).
+        learner.cells = {key: self.cell(learner, key) for key in self.order}
         return learner
 
     def _current(self, learner: Learner, reported: list[str]) -> str | None:
@@ -228,12 +233,13 @@ class Board:
                     "name": learner.name,
                     "away": self.away(learner, now),
                     "current": learner.current,
-                    "on_step_for": stuck_for,
-                    "last_report_ago": now - learner.last_seen,
-                    "cells": {key: self.cell(learner, key) for key in self.order},
+                    "on_step_for": stuck_for,  # at `now`; the page counts from `since`
+                    "since": learner.since if stuck_for is not None else None,
+                    "cells": learner.cells,
                 }
             )
         return {
+            "now": now,
             "steps": [
                 {"key": s.key, "title": s.title, "chapter": s.is_chapter} for s in STEPS
             ],
@@ -271,6 +277,7 @@ class Board:
                     "name": learner.name,
                     "step": learner.current,
                     "seconds": now - (learner.since or now),
+                    "since": learner.since,
                     "failing": failing.doc if failing else "",
                     "guide_url": failing.guide_url if failing else "",
                 }

@@ -4,6 +4,7 @@ segno encodes; this module only draws its modules. In a terminal each character 
 modules, one above the other (half blocks), so a code for a LAN address fits in about 15 lines.
 """
 
+import io
 import os
 import sys
 
@@ -54,7 +55,15 @@ def terminal_lines(url: str, colour: bool | None = None) -> list[str]:
 
 
 def svg(url: str) -> str:
-    """A standalone SVG of the code that scales to any size (the page sets its width)."""
-    return code(url).svg_inline(
-        scale=10, border=BORDER, dark="#000", light="#fff", omitsize=True
+    """A standalone SVG document of the code (the page scales it to its width)."""
+    out = io.BytesIO()
+    code(url).save(
+        out,
+        kind="svg",
+        scale=10,
+        border=BORDER,
+        dark="#000",
+        light="#fff",
+        omitsize=True,
     )
+    return out.getvalue().decode()

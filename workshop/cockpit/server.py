@@ -94,6 +94,10 @@ class Cockpit:
         self.join_url_given = join_url is not None
         self.watcher = RoomWatcher(self.chat_url, changed=self.hub.bump)
         self.httpd: ThreadingHTTPServer | None = None
+        # The board as JSON, worked out once per change for every view: (version, text).
+        self._board_json: tuple[int, str] = (-1, "")
+        self._away: frozenset = frozenset()
+        self._stopped = threading.Event()
         self.started = time.time()
         self.reports = 0
 
@@ -124,6 +128,30 @@ class Cockpit:
             for address in (lan_addresses() if state["lan"] else [])
         ]
         return state
+
+    def board_json(self) -> str:
+        version = self.hub.version
+        if self._board_json[0] != version:
+            self._board_json = (version, json.dumps(self.board_state()))
+        return self._board_json[1]
+
+    def room_json(self) -> str:
+        return json.dumps(self.room_state())
+
+    def _watch_the_clock(self) -> None:
+        """Nobody reports when a learner goes away: the views hear it from here."""
+        while not self._stopped.is_set():
+            now = time.time()
+            with self.lock:
+                away = frozenset(
+                    seat
+                    for seat, learner in self.board.learners.items()
+                    if self.board.away(learner, now)
+                )
+            if away != self._away:
+                self._away = away
+                self.hub.bump()
+            self._stopped.wait(1.0)
 
     @property
     def port(self) -> int:
@@ -161,20 +189,28 @@ class Cockpit:
     # --- life cycle -------------------------------------------------------------------
     def serve(self, host: str, port: int) -> "Cockpit":
         handler = type("Handler", (CockpitHandler,), {"cockpit": self})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = Server((host, port), handler)
         threading.Thread(
             target=self.httpd.serve_forever, name="cockpit-http", daemon=True
         ).start()
         self.watcher.start()
+        threading.Thread(target=self._watch_the_clock, name="away", daemon=True).start()
         return self
 
     def stop(self) -> None:
+        self._stopped.set()
         self.hub.close()
         self.watcher.stop()
         if self.httpd is not None:
             self.httpd.shutdown()
             self.httpd.server_close()
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # A room's check runs arrive together: the default backlog of 5 drops connections, and a
+    # dropped one is retried after a whole second, past the learners' SEND_SECONDS.
+    request_queue_size = 256
 
 
 class CockpitHandler(BaseHTTPRequestHandler):
@@ -237,7 +273,9 @@ class CockpitHandler(BaseHTTPRequestHandler):
             "/projector": lambda: self._page("projector.html"),
             "/dashboard": lambda: self._page("dashboard.html"),
             "/api/room": lambda: self._json(200, self.cockpit.room_state()),
-            "/api/board": lambda: self._json(200, self.cockpit.board_state()),
+            "/api/board": lambda: self._send(
+                200, self.cockpit.board_json().encode(), "application/json"
+            ),
             "/qr.svg": self._qr,
             "/export.csv": self._csv,
         }
@@ -290,7 +328,7 @@ class CockpitHandler(BaseHTTPRequestHandler):
 
     def _events(self, view: str) -> None:
         """Server-sent events: the view's whole state, each time it changes."""
-        states = {"room": self.cockpit.room_state, "board": self.cockpit.board_state}
+        states = {"room": self.cockpit.room_json, "board": self.cockpit.board_json}
         if view not in states:
             return self._error(404, "Views: /api/events/room, /api/events/board.")
         self.send_response(200)
@@ -309,8 +347,7 @@ class CockpitHandler(BaseHTTPRequestHandler):
                     self.wfile.write(b": still here\n\n")
                 else:
                     version = now
-                    data = json.dumps(states[view]())
-                    self.wfile.write(f"data: {data}\n\n".encode())
+                    self.wfile.write(f"data: {states[view]()}\n\n".encode())
                 self.wfile.flush()
                 time.sleep(MIN_PUSH_SECONDS)  # changes meanwhile go out together
         except (BrokenPipeError, ConnectionResetError):
