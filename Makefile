@@ -96,9 +96,10 @@ bench: ## N participants (N=1000 unless said) on the finished chat and a referen
 dashboard: ## the instructor's cockpit: projector view and the class's progress, live
 	@$(WORKSHOP) dashboard
 
-# HOST here is the instructor's address; this Makefile's own default HOST is not one.
+# HOST here is the instructor's address, given on the command line: not this Makefile's
+# default, nor the HOST it exports to the commands it runs.
 share: ## share your check results with the instructor (HOST=their address NAME=you; OFF=1)
-	@$(WORKSHOP) share $(if $(filter-out file,$(origin HOST)),--host "$(HOST)") \
+	@$(WORKSHOP) share $(if $(filter command line,$(origin HOST)),--host "$(HOST)") \
 		$(if $(NAME),--name "$(NAME)") $(if $(OFF),--off)
 
 plan: ## [N] the timed plan of a session of N minutes (90 unless said; 180 too)

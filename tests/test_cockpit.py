@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_instructor_tools import read_until
+from test_instructor_tools import _printed, read_until
 
 # The `upstream` fixture: the workshop as this working tree has it, what a learner clones.
 from test_tools import GIT_AS_LEARNER, make, run
@@ -126,6 +126,9 @@ def test_make_demo_serves_any_checkpoint_and_says_what_the_room_can_do(
     else:
         assert "(No participant count at this checkpoint" in printed
     exit_status, output = demo.interrupt()
+    output += "".join(
+        _printed[demo.process.pid].queue
+    )  # what the reading thread got first
     assert exit_status in (0, -2) and "Traceback" not in output, output
     assert port_is_free(port, "0.0.0.0") and port_is_free(cockpit_port, "0.0.0.0")
 

@@ -207,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 shown = count
             time.sleep(POLL_SECONDS)
+        # A Ctrl-C reaches the chat and us at once, and on a busy machine the chat may be
+        # quicker to stop: give our KeyboardInterrupt the time to arrive before calling it a crash.
+        time.sleep(2)
         print(f"The chat stopped (exit status {server.returncode}).", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
