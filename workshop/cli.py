@@ -108,11 +108,15 @@ def _runs_modern_python(python: Path) -> bool:
 def run_foreground(command: list[str], env: dict | None = None) -> int:
     """Run a command as if typed in this terminal: Ctrl-C reaches it (not us), and if it
     dies of a signal, so do we, as make and shells expect of an interrupted command."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        status = subprocess.run(command, cwd=ROOT, env=env).returncode
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    # Not SIG_IGN while it runs: the command would inherit it, and Ctrl-C would not reach
+    # its own children (make test's make demo, bots, watch).
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    while True:
+        try:
+            status = process.wait()
+            break
+        except KeyboardInterrupt:
+            continue  # the command had the Ctrl-C too: wait for it to finish
     if status < 0 and os.name != "nt":
         signal.signal(-status, signal.SIG_DFL)
         os.kill(os.getpid(), -status)
