@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # A plain `kill` stops the chat too (see finally)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Ctrl-C stops us even if whoever started us ignores it (a parent's SIG_IGN is inherited).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # Cello's banner would print the 0.0.0.0 address, which no phone can open: we print the real ones instead.
     server = subprocess.Popen(
         [

@@ -420,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     cockpit = Cockpit(args.chat, args.join_url, away_seconds=args.away_minutes * 60)
     cockpit.serve(args.host, args.port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Ctrl-C stops us even if whoever started us ignores it (a parent's SIG_IGN is inherited).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     base = f"http://127.0.0.1:{args.port}"
     print(f"The instructor's cockpit is running (following the chat at {args.chat}):")
     print(f"    Projector view:  {base}/projector")
