@@ -91,12 +91,13 @@ def main() -> int:
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
+    assert cockpit.stdout is not None
     try:
         for line in cockpit.stdout:
             if "Nothing is saved" in line:
                 break
         threading.Thread(
-            target=lambda: [None for _ in cockpit.stdout], daemon=True
+            target=lambda: [None for _ in cockpit.stdout or ()], daemon=True
         ).start()
         return run(args, base, port)
     finally:

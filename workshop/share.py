@@ -89,7 +89,9 @@ def local_network_only(host: str) -> None:
                 f"{host} is not an address this machine can find: ask the instructor for "
                 "the number their screen shows (such as 192.168.1.20)."
             )
-        addresses = {ipaddress.ip_address(entry[4][0].split("%")[0]) for entry in found}
+        addresses = {
+            ipaddress.ip_address(str(entry[4][0]).split("%")[0]) for entry in found
+        }
     public = [
         str(a)
         for a in addresses

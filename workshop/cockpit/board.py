@@ -79,7 +79,7 @@ def checks_of(course_step: Step) -> list[Check]:
                 ),
                 "",
             )
-            found.append(Check(course_step.key, node.name, doc, guide))
+            found.append(Check(course_step.key, node.name, doc, str(guide)))
     return found
 
 
@@ -271,7 +271,7 @@ class Board:
         working.sort(key=lambda learner: learner.since or 0.0)
         shown = []
         for learner in working[:SHOWN_STUCK]:
-            failing = self._first_failing(learner, learner.current)
+            failing = self._first_failing(learner, learner.current or "")
             shown.append(
                 {
                     "name": learner.name,
@@ -286,7 +286,7 @@ class Board:
 
     def _failing(self, active: list[Learner]) -> list[dict]:
         """The checks failing for the most learners who are on that check's step."""
-        counted = []
+        counted: list[dict] = []
         for key in self.order:
             on_step = [learner for learner in active if learner.current == key]
             for check in self.checks.get(key, []):

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
 
 # Arrivals this close together share one line; a rename this soon after joining (before a
 # word was said) replaces the default name in that line.
@@ -241,7 +241,7 @@ class RoomWatcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._socket = None
+        self._socket: ClientConnection | None = None
         self.chat = FoldedChat()
         self._reset()
 

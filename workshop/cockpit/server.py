@@ -122,7 +122,9 @@ class Cockpit:
             state = self.board.snapshot()
         state["reports"] = self.reports
         # Bound to loopback only (a test, or --host 127.0.0.1), the room cannot report here.
-        state["lan"] = not (self.httpd and is_loopback(self.httpd.server_address[0]))
+        state["lan"] = not (
+            self.httpd and is_loopback(str(self.httpd.server_address[0]))
+        )
         state["share_hosts"] = [
             f"{address}:{self.port}" if self.port != DEFAULT_PORT else address
             for address in (lan_addresses() if state["lan"] else [])
