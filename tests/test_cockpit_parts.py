@@ -127,6 +127,17 @@ def test_the_board_follows_each_learner_to_the_step_they_are_on():
     )
     ada = board.learners["a" * 16]
     assert ada.current == "2" and ada.since == 0
+    assert board.cell(ada, "3")["state"] == "working", "some of step 3 passes already"
+    board.report(
+        report(
+            "c" * 16, "Tom", ("1", outcomes("1", (0,))), ("2", outcomes("2", range(99)))
+        ),
+        now=0,
+    )
+    tom = board.learners["c" * 16]
+    assert [board.cell(tom, k)["state"] for k in ("1", "2")] == ["working", "none"], (
+        "an untouched starter after the current step is not started"
+    )
     board.report(report("a" * 16, "Ada", ("2", outcomes("2", (1,)))), now=60)
     assert ada.current == "2" and ada.since == 0, "still on step 2: the clock goes on"
     board.report(report("a" * 16, "Ada", ("2", outcomes("2"))), now=120)

@@ -212,6 +212,12 @@ class Board:
         total = len(self.checks.get(key, [])) or len(outcomes)
         passed = sum(1 for outcome in outcomes.values() if outcome == "passed")
         state = "done" if self.done(learner, key) else "working"
+        # make progress runs the untouched starters ahead too: all failing is not started.
+        ahead = learner.current is not None and self.order.index(
+            key
+        ) > self.order.index(learner.current)
+        if state == "working" and passed == 0 and ahead:
+            state = "none"
         return {"state": state, "passed": passed, "total": total}
 
     # --- what the dashboard shows -----------------------------------------------------
