@@ -24,7 +24,7 @@ WORKSHOP := $(or $(VENV_PYTHON),$(PYTHON),python3) -m workshop
 STEP_KEYS := $(shell sed -n 's/^key = "\(.*\)"/\1/p' workshop/course.toml)
 
 # `make step 4`: the word after a target that takes a step is its argument, not a target.
-STEP_TARGETS := step solution check hint reset solve diff watch demo
+STEP_TARGETS := step solution check hint reset solve diff watch demo plan
 ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(STEP_TARGETS)),)
   ifneq ($(word 2,$(MAKECMDGOALS)),)
     N ?= $(word 2,$(MAKECMDGOALS))
@@ -35,7 +35,7 @@ endif
 STEP_ARG = $(or $(N),$(STEP),missing-step)
 
 .PHONY: help setup step solution check test docs docs-build progress hint reset solve \
-	diff doctor watch demo bots bench lint
+	diff doctor watch demo bots bench lint dashboard share plan
 
 help: ## list every target
 	@echo "Cello chat workshop. Targets (N: a step or chapter: $(STEP_KEYS)):"
@@ -97,3 +97,16 @@ bench: ## N participants (N=1000 unless said) on the finished chat and a referen
 
 lint: ## for maintainers: ruff check, ruff format --check and mypy, as CI runs them
 	@$(WORKSHOP) lint
+
+# The instructor's cockpit (workshop/cockpit/) and the learners' opt-in sharing (workshop/share.py).
+dashboard: ## the instructor's cockpit: projector view and the class's progress, live
+	@$(WORKSHOP) dashboard
+
+# HOST here is the instructor's address, given on the command line: not this Makefile's
+# default, nor the HOST it exports to the commands it runs.
+share: ## share your check results with the instructor (HOST=their address NAME=you; OFF=1)
+	@$(WORKSHOP) share $(if $(filter command line,$(origin HOST)),--host "$(HOST)") \
+		$(if $(NAME),--name "$(NAME)") $(if $(OFF),--off)
+
+plan: ## [N] the timed plan of a session of N minutes (90 unless said; 180 too)
+	@$(WORKSHOP) plan $(or $(N),90)

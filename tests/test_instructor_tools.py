@@ -46,12 +46,15 @@ def read_until(process, pattern: str, timeout: float = 20) -> list[str]:
 
 def test_make_demo_prints_the_addresses_and_the_participant_count(background):
     port = free_port()
-    demo = background(["make", "--no-print-directory", "demo", f"PORT={port}"])
+    # The projector's cockpit on a free port too, never a real session's 8002.
+    demo = background(
+        ["make", "--no-print-directory", "demo", f"PORT={port}"],
+        env={"COCKPIT_PORT": str(free_port())},
+    )
     printed = read_until(demo.process, r"\b0 participants")
-    addresses = printed[
-        printed.index(f"The chat is running on port {port}. Ask the room to open:\n")
-        + 1 :
-    ]
+    served = finished()
+    heading = f"Serving {served.label} ({served.title}) on port {port}. Ask the room to open:\n"
+    addresses = printed[printed.index(heading) + 1 :]
     for line in addresses[
         : addresses.index(next(a for a in addresses if a.startswith("On this machine")))
     ]:

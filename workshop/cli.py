@@ -323,10 +323,40 @@ def cmd_docs(args) -> int:
 
 def cmd_demo(args) -> int:
     from workshop import demo
-    from workshop.steps import finished
 
-    app = (_step(args.key) if args.key else finished()).solution_dir
-    return demo.main(["--port", str(args.port), "--host", args.host, "--app", str(app)])
+    key = [_step(args.key).key] if args.key else []  # else the finished chat
+    return demo.main([*key, "--port", str(args.port), "--host", args.host])
+
+
+# --- the instructor's cockpit and the learners' sharing (workshop/cockpit/, share.py) ---
+
+
+def cmd_dashboard(args) -> int:
+    from workshop.cockpit import server
+
+    options = ["--port", str(args.port), "--host", args.host]
+    for name in ("chat", "join_url", "away_minutes"):
+        if getattr(args, name) is not None:
+            options += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    return server.main(options)
+
+
+def cmd_share(args) -> int:
+    from workshop import share
+
+    return share.main(
+        [
+            *(["--host", args.host] if args.host else []),
+            *(["--name", args.name] if args.name else []),
+            *(["--off"] if args.off else []),
+        ]
+    )
+
+
+def cmd_plan(args) -> int:
+    from workshop import plan
+
+    return plan.main([str(args.minutes)])
 
 
 def cmd_bots(args) -> int:
@@ -496,6 +526,34 @@ def parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--port", type=int, default=port, help="default: 8000, or PORT")
     sub.add_argument("--host", default="0.0.0.0", help="default: every interface")
+    sub = command(
+        "dashboard",
+        cmd_dashboard,
+        "the instructor's cockpit: projector view and the class's progress, live",
+    )
+    sub.add_argument(
+        "--port", type=int, default=int(os.environ.get("COCKPIT_PORT", 8002))
+    )
+    sub.add_argument(
+        "--host", default="0.0.0.0", help="where reports arrive (default: everywhere)"
+    )
+    sub.add_argument("--chat", help="the chat to follow (default: 127.0.0.1:$PORT)")
+    sub.add_argument("--join-url", help="the address the room types (default: guessed)")
+    sub.add_argument(
+        "--away-minutes", type=float, help="silent this long: away (default: 15)"
+    )
+    sub = command(
+        "share",
+        cmd_share,
+        "share your check results with the instructor's dashboard (opt-in, LAN only)",
+    )
+    sub.add_argument(
+        "--host", help="the instructor's address, as their screen shows it"
+    )
+    sub.add_argument("--name", help="your name on their dashboard")
+    sub.add_argument("--off", action="store_true", help="stop sharing")
+    sub = command("plan", cmd_plan, "the timed plan of a session (90 or 180 minutes)")
+    sub.add_argument("minutes", type=int, nargs="?", default=90)
     sub = command("bots", cmd_bots, "simulated participants who join the chat and talk")
     sub.add_argument("--count", type=int, default=30, help="how many (default 30)")
     sub.add_argument("--url", default=f"http://127.0.0.1:{port}", help="the chat")

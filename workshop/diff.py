@@ -13,6 +13,7 @@ lines: here every diff uses one matcher, with autojunk off.
 """
 
 import difflib
+from collections.abc import Sequence
 import os
 import sys
 
@@ -26,7 +27,7 @@ def _matcher(old: list[str], new: list[str]) -> difflib.SequenceMatcher:
     return difflib.SequenceMatcher(None, old, new, autojunk=False)
 
 
-def opcodes(old: list[str], new: list[str]) -> list[tuple[str, int, int, int, int]]:
+def opcodes(old: list[str], new: list[str]) -> Sequence[tuple[str, int, int, int, int]]:
     """How `new` differs from `old`, as difflib's opcodes: the guide's panels use these."""
     return _matcher(old, new).get_opcodes()
 

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import psutil
 
-from workshop import processes
+from workshop import processes, share
+from workshop.share import SHARE_LATER
 from workshop.starters import folder_files
 from workshop.steps import NUMBERED, ROOT, STEPS, Step
 
@@ -55,6 +56,8 @@ class CheckResults:
     skipped: int = 0  # browser checks not run yet, or not runnable here (no Chromium)
     problem: str = ""  # set when pytest could not run the checks at all
     from_earlier_run: bool = False  # passed before, and nothing has changed since
+    # Each check's outcome by name, for make share (workshop/share.py).
+    outcomes: dict[str, str] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -123,12 +126,16 @@ def read_report(
         return results
     for name, outcome in junit_outcomes(report).items():
         results.total += 1
+        check = name.rpartition("::")[2]
         if outcome in ("failed", "error"):
-            results.failed.append(name.rpartition("::")[2])
+            results.failed.append(check)
+            results.outcomes[check] = "failed"
         elif outcome == "skipped":
             results.skipped += 1
+            results.outcomes.setdefault(check, "skipped")
         else:
             results.passed += 1
+            results.outcomes.setdefault(check, "passed")
     return results
 
 
@@ -170,7 +177,12 @@ def run_checks(step: Step) -> CheckResults:
             pytest_command(step, report, ("-q",)),
             cwd=ROOT,
             text=True,
-            env={**checks_environment(wait_seconds), RUN_MARKER: run_id},
+            # make share: this table is reported once, below (share.SHARE_LATER).
+            env={
+                **checks_environment(wait_seconds),
+                RUN_MARKER: run_id,
+                SHARE_LATER: "1",
+            },
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -327,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         f"\n(checked in {seconds:.1f} s, waiting at most {PROGRESS_WAIT_SECONDS} s for each event; "
         "`make check N` waits longer)"
     )
+    shared = share.send(share.outcomes_of_progress(results))
+    if shared:
+        print(shared)
     unchanged = [result.step.key for result in results if result.from_earlier_run]
     if unchanged:
         print(

@@ -46,7 +46,7 @@ class Terminal:
         """Receive everything the server has sent so far: it answers a probe after it (in order)."""
         self.socket.send(json.dumps(PROBE))
         while True:
-            frame = self.socket.recv(timeout=10)
+            frame = str(self.socket.recv(timeout=10))
             message = json.loads(frame)
             if message.get("type") == "error" and "array" in message.get("message", ""):
                 return
@@ -56,7 +56,7 @@ class Terminal:
         deadline = time.monotonic() + seconds
         while (remaining := deadline - time.monotonic()) > 0:
             try:
-                frame = self.socket.recv(timeout=remaining)
+                frame = str(self.socket.recv(timeout=remaining))
             except (TimeoutError, ConnectionClosed):
                 return
             self.lines.append(f"< {frame}")
