@@ -13,9 +13,9 @@ lines: here every diff uses one matcher, with autojunk off.
 """
 
 import difflib
-from collections.abc import Sequence
 import os
 import sys
+from collections.abc import Sequence
 
 from workshop.starters import app_files
 from workshop.steps import Step
