@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from workshop.ports import GUIDE_PORT, free_port, port_is_free, suggest_port
-from workshop.steps import ROOT, STEPS
+from workshop.steps import ROOT, STEPS, keys_text
 
 
 def wait_for_http(port: int, process, timeout: float = 20) -> tuple[int, str]:
@@ -119,7 +119,7 @@ def test_a_step_that_does_not_exist_gets_one_clear_line():
     )
     assert finished.returncode != 0
     assert (
-        "error: there is no step '9': the workshop has 1 to 7, or room"
+        f"error: there is no step '9': the workshop has {keys_text()}"
         in finished.stderr
     ), finished.stderr
     assert "Traceback" not in finished.stderr, finished.stderr

@@ -38,7 +38,7 @@ from messages import BadMessage, clean_name
 from platformdirs import user_data_path
 
 COOKIE = "chat_token"  # the cookie that carries the token, read by app.enable_jwt
-TOKEN_SECONDS = 12 * 3600  # a workshop day: log in once in the morning
+TOKEN_SECONDS = 43_200  # 12 hours, a workshop day: log in once in the morning
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024  # hashing a megabyte-long "password" is work for nothing
 # Data, not code: kept in this user's data folder (~/.local/share/cello-chat on Linux),
