@@ -60,6 +60,10 @@ def log_in(server, name: str, password: str = PASSWORD, body: str | None = None)
         "POST /login answered 404: there is no login route yet. Write "
         '`@app.post("/login", blocking=True)`.'
     )
+    assert "authentication token" not in text, (
+        f"POST /login answered {status} {text}: enable_jwt refuses it before the route "
+        'runs. Logging in needs no token: "/login" goes in skip_paths.'
+    )
     try:
         answer = json.loads(text)
     except json.JSONDecodeError:
@@ -161,7 +165,8 @@ def test_a_bad_token_is_refused_with_401_and_the_room_does_not_change(server, ki
         refused = server.refusal(with_token(bad))
         assert refused is not None, (
             f"A WebSocket {with_it} was let into the chat. "
-            "app.enable_jwt(JwtConfig(...)) refuses it before the handler runs."
+            "app.enable_jwt(JwtConfig(...)) refuses it before the handler runs, "
+            "unless its path is in skip_paths."
         )
         assert refused[0] == 401, (
             f"The upgrade {with_it} was refused with {refused[0]}, not 401."
@@ -252,7 +257,15 @@ def test_an_open_connection_ends_when_its_token_expires(server):
         while time.time() < expires + 0.05:  # waits for the clock, not for the server
             time.sleep(expires + 0.05 - time.time())
         erin.say("am I still in?")
-        error = erin.expect_error(after="a message sent after the token's exp")
+        try:
+            error = erin.expect_error(after="a message sent after the token's exp")
+        except AssertionError as waited:
+            raise AssertionError(
+                f"{waited}\nCello checked exp at the upgrade only: compare "
+                'time.time() with claims["exp"] on each message, and send the error '
+                "with `await ws.asend_text(...)`: leave() drops what waits in the "
+                "outbox."
+            ) from None
         assert "expired" in error["message"].lower(), (
             f'After "exp", the error should say the login has expired: {error}'
         )
