@@ -39,11 +39,14 @@ def wait_for_http(port: int, process, timeout: float = 20) -> tuple[int, str]:
 
 @pytest.mark.parametrize("folder", ["step", "solution"])
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.key)
-def test_make_runs_every_step_and_ctrl_c_stops_it(folder, step, background):
+def test_make_runs_every_step_and_ctrl_c_stops_it(folder, step, background, tmp_path):
     port = free_port()
     # The literal form from the README: `make step 4` (the number as a word, not N=4).
+    # CHAT_DATA: the login chapter's accounts and key go to a temporary folder, not the
+    # data folder of whoever runs the tests.
     server = background(
-        ["make", "--no-print-directory", folder, step.key, f"PORT={port}"]
+        ["make", "--no-print-directory", folder, step.key, f"PORT={port}"],
+        env={"CHAT_DATA": str(tmp_path)},
     )
     status, body = wait_for_http(port, server.process)
     if folder == "step" and step.key == "1":
