@@ -38,13 +38,16 @@ def run_step_checks(
         str(app_dir),
         *map(str, check_dirs),
     ]
+    # An app that keeps data (the login chapter's accounts and key) keeps it here, never
+    # in the user's own data folder; the checks that need their own set CHAT_DATA.
+    data = tmp_path / f"chat-data-{len(list(tmp_path.iterdir()))}"
     finished = subprocess.run(
         command,
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "CHAT_DATA": str(data), **(env or {})},
     )
     outcomes = junit_outcomes(report) if report.exists() else {}
     return CheckRun(finished.returncode, finished.stdout + finished.stderr, outcomes)

@@ -350,6 +350,7 @@ def test_every_session_fits_and_typed_steps_take_course_toml_minutes():
                 "type": course_step.minutes,
                 "paste": plans["paste_minutes"],
                 "watch": plans["watch_minutes"],
+                "after": 0,
             }[mode]
             assert (slot.mode, slot.minutes) == (mode, expected)
     assert "| 0:00 | 5 | Welcome |" in plan.markdown_table(90)

@@ -39,6 +39,9 @@ NUMBERS_IN_THE_PROSE = [
     ),
     ("solutions/room/classroom.py", "MAX_BACKLOG", 5000, "room.md, disconnects.md"),
     ("solutions/room/classroom.py", "DELIVERY_THREADS", 4, "room.md"),
+    ("solutions/login/accounts.py", "TOKEN_SECONDS", 43200, "login.md"),
+    ("solutions/login/accounts.py", "HASHES_AT_ONCE", 4, "login.md"),
+    ("solutions/login/accounts.py", "MIN_PASSWORD_LENGTH", 8, "login.md"),
 ]
 
 

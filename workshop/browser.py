@@ -255,6 +255,18 @@ def open_tab(browser_context, server):
 
 
 @pytest.fixture
+def new_tab(browser_context):
+    """new_tab(label) opens a blank tab, as a ChatTab, for a check that goes somewhere else
+    before the chat (a login form); new_tab(label, context=...) opens it in another
+    context (another person's browser, with its own cookies)."""
+
+    def new_tab(label: str, context=None) -> ChatTab:
+        return ChatTab((context or browser_context).new_page(), label)
+
+    return new_tab
+
+
+@pytest.fixture
 def checkpoint_screenshot(app_dir):
     """checkpoint_screenshot(tab) saves docs/screenshots/stepN.png for the guide (stepN-phone.png with
     suffix="-phone") when the checks run against solutions/stepN. A learner grading steps/ saves nothing."""

@@ -6,6 +6,7 @@ and plain HTTP. Every wait is a wait for an event (a message, an open port) with
 """
 
 import base64
+import http.client
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as websocket_connect
 
 from workshop import processes
@@ -120,11 +121,55 @@ class ChatServer:
                 f"GET {path} should answer JSON, but answered: {body[:300]}"
             ) from None
 
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: str | bytes | None = None,
+        headers: dict | None = None,
+    ) -> tuple[int, dict, str]:
+        """(status, headers with lower-case names, body text) of any request. Redirects
+        are returned, not followed; an HTTP error status is returned, not raised."""
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=WAIT_SECONDS
+        )
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            text = response.read().decode(errors="replace")
+        except OSError as error:
+            raise AssertionError(f"{method} {path} got no answer: {error}") from None
+        finally:
+            connection.close()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, text
+
     # --- WebSocket clients -------------------------------------------------------------------------------------
-    def connect(self, path: str = "/ws/chat") -> "ChatClient":
-        client = ChatClient(self.url.replace("http", "ws", 1) + path)
+    def connect(
+        self, path: str = "/ws/chat", headers: dict | None = None
+    ) -> "ChatClient":
+        """A new participant; `headers` go with the upgrade request (a login's cookie)."""
+        client = ChatClient(self.url.replace("http", "ws", 1) + path, headers)
         self._clients.append(client)
         return client
+
+    def refusal(
+        self, headers: dict | None = None, path: str = "/ws/chat"
+    ) -> tuple[int, str] | None:
+        """(status, body) with which the server refuses a WebSocket upgrade carrying these
+        headers; None if it lets the connection in (which is then closed at once)."""
+        try:
+            websocket_connect(
+                self.url.replace("http", "ws", 1) + path,
+                additional_headers=headers,
+                open_timeout=WAIT_SECONDS,
+                legacy=True,
+            ).close()
+        except InvalidStatus as refused:
+            response = refused.response
+            return response.status_code, bytes(response.body or b"").decode(
+                errors="replace"
+            )
+        return None
 
     def close_clients(self) -> None:
         for client in self._clients:
@@ -207,12 +252,13 @@ def describe(messages: list) -> str:
 class ChatClient:
     """A chat participant: a real WebSocket connection plus the messages it has received so far."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, headers: dict | None = None):
         try:
             # max_queue=None: keep reading frames even when the test has not consumed them yet; a client with a
             # full queue stops reading the socket and would only notice the server's close after close_timeout.
             self.connection = websocket_connect(
                 url,
+                additional_headers=headers,
                 open_timeout=WAIT_SECONDS,
                 max_size=None,
                 max_queue=None,

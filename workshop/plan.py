@@ -17,7 +17,7 @@ from pathlib import Path
 from workshop.steps import STEPS, Step
 
 PLAN_FILE = Path(__file__).with_name("plan.toml")
-MODES = ("type", "paste", "watch")
+MODES = ("type", "paste", "watch", "after")
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,11 @@ def what_you_do(course_step: Step, mode: str) -> str:
         return (
             f"Everyone runs `make solve {key}`; you walk through the code on the "
             f"{course_step.folder}.md page."
+        )
+    if mode == "after":
+        return (
+            f"Not in the session: learners who want it take it on their own "
+            f"afterwards (`make step {key}`, the {course_step.folder}.md page)."
         )
     return f"You run `make demo {key}`; the room joins it and watches."
 
@@ -89,6 +94,7 @@ def slots(minutes: int) -> list[Slot]:
             "type": course_step.minutes,
             "paste": plans["paste_minutes"],
             "watch": plans["watch_minutes"],
+            "after": 0,
         }[mode]
         name = "Chapter" if course_step.is_chapter else "Step"
         add(
