@@ -26,6 +26,7 @@ from workshop.bots import NAMES
 from workshop.cockpit.board import checks_of
 from workshop.cockpit.server import tell_cockpit
 from workshop.harness import eventually, join, start_server
+from workshop.pictures import save_if_changed
 from workshop.ports import free_port, port_is_free
 from workshop.steps import ROOT, finished, step
 
@@ -46,9 +47,7 @@ def get_json(url: str):
 def save_screenshot(page, name: str) -> Path:
     """docs/screenshots/NAME, rewritten only when the picture changed (mkdocs serve watches docs/)."""
     path = SCREENSHOTS / name
-    picture = page.screenshot(animations="disabled", caret="hide")
-    if not path.exists() or path.read_bytes() != picture:
-        path.write_bytes(picture)
+    save_if_changed(path, page.screenshot(animations="disabled", caret="hide"))
     return path
 
 

@@ -3,6 +3,7 @@
 
 import importlib.util
 import re
+import sys
 import tomllib
 
 import pytest
@@ -21,6 +22,7 @@ def guide_nav() -> list:
     )
     assert spec and spec.loader
     hook = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = hook  # its dataclasses look their module up
     spec.loader.exec_module(hook)
     config = load_config(str(ROOT / "mkdocs.yml"))
     return hook.course_nav(config["nav"])

@@ -12,6 +12,7 @@ import re
 import threading
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from workshop.starters import todo_blocks
 from workshop.steps import ROOT, STEPS
@@ -148,7 +149,13 @@ def test_the_code_follows_the_reader(open_page, step):
         tab.get_by_role("tab", name=view, exact=True).first.click()
         for section in tied:
             bring_to_reading_line(tab, section["id"])
-            tab.wait_for_function(FOCUS_IN_VIEW, arg=section["id"], timeout=5000)
+            try:
+                tab.wait_for_function(FOCUS_IN_VIEW, arg=section["id"], timeout=5000)
+            except PlaywrightTimeout:
+                raise AssertionError(
+                    f"{step.guide_page}#{section['id']} ({view}): the panel never "
+                    f"brought {[t['name'] for t in section['targets']]} into view"
+                ) from None
             text = marked_text(tab)
             first = section["targets"][0]
             pattern = definition(first["name"])

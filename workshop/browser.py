@@ -31,7 +31,7 @@ except ImportError:  # the browser fixture skips, and says how to install it
 
 from workshop.chromium import find_chromium
 from workshop.harness import WAIT_SECONDS, ChatServer
-from workshop.pictures import look_the_same
+from workshop.pictures import save_if_changed
 from workshop.steps import ROOT
 
 CHROMIUM_FLAGS = [
@@ -196,10 +196,7 @@ class ChatTab:
     def screenshot(self, path: Path) -> None:
         """Save what the tab shows as a PNG, unless the saved one looks the same (other bytes
         from another machine's Chromium must not dirty the tree; mkdocs serve watches docs/)."""
-        picture = self.page.screenshot(animations="disabled", caret="hide")
-        if not path.exists() or not look_the_same(path.read_bytes(), picture):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(picture)
+        save_if_changed(path, self.page.screenshot(animations="disabled", caret="hide"))
 
 
 @pytest.fixture

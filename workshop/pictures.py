@@ -34,3 +34,12 @@ def look_the_same(saved: bytes, new: bytes) -> bool:
     )
     changed = sum(largest.histogram()[PIXEL_TOLERANCE + 1 :])
     return changed <= CHANGED_SHARE * before.width * before.height
+
+
+def save_if_changed(path, picture: bytes) -> bool:
+    """Write `picture` to `path` unless the saved one looks the same; True if written."""
+    if path.exists() and look_the_same(path.read_bytes(), picture):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(picture)
+    return True

@@ -104,6 +104,8 @@
         }
       }
       pane.classList.add("has-focus");
+      // The first marked line in the file, whichever target it belongs to.
+      first = pane.querySelector(".gl.is-focus");
       if (first) this.reveal(pane.closest(".guide-scroll"), pane, first);
     }
 
