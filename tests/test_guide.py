@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from workshop.starters import RUN_TIME_FILES
 from workshop.steps import ROOT, STEPS
 
 # Guide sections named by the step checks and the workshop tools, e.g. "step3.md#bad-input". Lower case
@@ -119,6 +120,7 @@ def learner_files(folder: Path) -> list[Path]:
         if path.is_file()
         and not path.name.startswith(("test_", "conftest"))
         and path.suffix != ".pyc"
+        and not RUN_TIME_FILES.match(path.name)
     )
 
 

@@ -52,6 +52,9 @@ class ChatServer:
         )
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
         environment.pop("CELLO_ENV", None)  # production mode forks one process per CPU
+        # Its own chat history (chapter history.md), gone at stop(): each check starts from an empty room.
+        self._history = Path(self._log.name).with_suffix(".db")
+        environment["CHAT_HISTORY"] = str(self._history)
         environment.update(env or {})
         self.process = subprocess.Popen(
             [part.replace("{port}", str(self.port)) for part in command],
@@ -149,6 +152,8 @@ class ChatServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self._history}{suffix}").unlink(missing_ok=True)
 
     def __enter__(self):
         return self

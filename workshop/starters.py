@@ -20,6 +20,8 @@ from workshop.steps import STEPS, Step
 # TODO(step 3) in a numbered step, TODO(room) in a chapter.
 TODO_START = re.compile(r"TODO\((step \d+|[a-z][a-z-]*)\)")
 LEARNER_FILES_IGNORED = ("test_", "conftest")
+# What an app writes as it runs, not code: chapter history's SQLite file and its -wal, -shm.
+RUN_TIME_FILES = re.compile(r".*\.db([-.].*)?$")
 
 
 def todo_blocks(lines: list[str]) -> list[tuple[str, int, int]]:
@@ -59,6 +61,7 @@ def app_files(folder: Path) -> dict[str, Path]:
         if path.is_file()
         and "__pycache__" not in path.parts
         and not path.name.startswith(LEARNER_FILES_IGNORED)
+        and not RUN_TIME_FILES.match(path.name)
     }
 
 
