@@ -252,6 +252,7 @@ def cmd_bench(args) -> int:
         str(ROOT / "bench" / "run.py"),
         "--participants",
         str(args.participants),
+        *(["--history"] if args.history else []),
     ]
     return run_foreground(command)
 
@@ -362,6 +363,11 @@ def parser() -> argparse.ArgumentParser:
         "bench", cmd_bench, "the finished chat against a reference server, one run"
     )
     sub.add_argument("--participants", type=int, default=1000)
+    sub.add_argument(
+        "--history",
+        action="store_true",
+        help="the room chat without and with the chapter history (docs/history.md)",
+    )
     command("setup", setup, "create .venv and install the pinned packages")
     return main_parser
 

@@ -25,6 +25,7 @@ class Event:
     kind: str  # the `event:` field ("message" if none)
     data: object  # the `data:` lines, joined and decoded as JSON (the text if not)
     id: str | None  # the last id seen when it was dispatched
+    at: float = 0.0  # time.time() when its answer had arrived (EventSource only)
 
 
 @dataclass
@@ -130,6 +131,9 @@ class EventSource:
                 ):
                     self.gave_up = f"it answered {answer.status} {answer.content_type}"
                     return
+                arrived = time.time()
+                for event in answer.events:
+                    event.at = arrived
                 with self._lock:
                     self.answers.append(answer)
                     self.events.extend(answer.events)

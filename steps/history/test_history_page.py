@@ -29,7 +29,7 @@ def settings(tmp_path) -> dict:
 
 @pytest.mark.guide("history.md#ids")
 def test_after_a_crash_the_page_shows_each_message_once(
-    server, open_tab, app_dir, tmp_path
+    server, open_tab, app_dir, tmp_path, checkpoint_screenshot
 ):
     """Alice says three things; the server is killed and started again on the same
     port and file. Her page reconnects and still shows each message once; Bob, new,
@@ -54,6 +54,7 @@ def test_after_a_crash_the_page_shows_each_message_once(
                 "Bob, new after the restart, should see the three messages after his "
                 f'own "joined the chat".\n{bob.describe()}'
             ) from None
+        checkpoint_screenshot(bob, suffix="-newcomer")  # for history.md
         alice.say("after the crash")  # once it is back, what came before is in place
         alice.wait_for_line("after the crash", kind="chat", after=shown)
         texts = [line.split(": ", 1)[-1] for line in alice.texts("chat")]

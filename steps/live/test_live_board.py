@@ -11,6 +11,7 @@ import time
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
+from workshop.browser import ChatTab
 from workshop.harness import join, start_server
 
 # The browser fixtures: browser_context (see workshop/browser.py).
@@ -43,7 +44,9 @@ def server(app_dir):
 
 
 @pytest.mark.guide("live.md#the-board")
-def test_the_board_follows_the_room_in_chromium(server, browser_context, connect):
+def test_the_board_follows_the_room_in_chromium(
+    server, browser_context, connect, checkpoint_screenshot
+):
     """The board at /live shows the count and who came and went, live; Chromium's
     EventSource resumes after every answer with Last-Event-ID, and sees every event
     once."""
@@ -93,6 +96,7 @@ def test_the_board_follows_the_room_in_chromium(server, browser_context, connect
     carol, carol_name = join(connect)
     shows("2", f"{carol_name} joined")
 
+    checkpoint_screenshot(ChatTab(page, "the board"), suffix="-board")  # for live.md
     received = page.evaluate("window.__received")
     numbers = [int(event["id"].rpartition(".")[2]) for event in received]
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), (
