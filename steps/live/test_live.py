@@ -14,7 +14,14 @@ import random
 import cello
 import pytest
 
-from workshop.harness import eventually, join, need, online, start_server
+from workshop.harness import (
+    WAIT_SECONDS,
+    eventually,
+    join,
+    need,
+    online,
+    start_server,
+)
 from workshop.sse_client import EventSource, ask
 
 FEED = "/live/events"
@@ -179,6 +186,8 @@ def test_pages_that_reconnect_miss_nothing_and_see_nothing_twice(server, connect
             events = page.wait_for(
                 lambda events: sum(e.kind == "left" for e in events) >= len(names),
                 f"{len(names)} departures",
+                timeout=WAIT_SECONDS
+                + FEED_WAIT_SECONDS,  # a page may be between two asks
             )
             where = f"Page {number}"
             kinds = [e.kind for e in events]

@@ -11,7 +11,6 @@ import time
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from workshop.browser import ChatTab
 from workshop.harness import join, start_server
 
 # The browser fixtures: browser_context (see workshop/browser.py).
@@ -95,6 +94,8 @@ def test_the_board_follows_the_room_in_chromium(
         page.wait_for_timeout(50)  # Playwright reports requests while it waits
     carol, carol_name = join(connect)
     shows("2", f"{carol_name} joined")
+
+    from workshop.browser import ChatTab  # after pytest_plugins has loaded the module
 
     checkpoint_screenshot(ChatTab(page, "the board"), suffix="-board")  # for live.md
     received = page.evaluate("window.__received")
