@@ -15,6 +15,7 @@ Every process it starts, it stops; loopback only.
 """
 
 import argparse
+import os
 import random
 import sys
 import time
@@ -151,8 +152,7 @@ def main():
     parser.add_argument("--chromium", type=int, default=0, metavar="JOINS")
     args = parser.parse_args()
     allow_open_sockets(args.pages + args.joins + 100)
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    print(f"load average before: {load}")
+    print("load average before: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     with start_server(APP, direct=True) as server:
         python_pages(server, args)
     if args.chromium:

@@ -52,9 +52,12 @@ class ChatServer:
         )
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
         environment.pop("CELLO_ENV", None)  # production mode forks one process per CPU
-        # Its own chat history (chapter history.md), gone at stop(): each check starts from an empty room.
-        self._history = Path(self._log.name).with_suffix(".db")
-        environment["CHAT_HISTORY"] = str(self._history)
+        # Its own chat history (chapter history.md), in a folder deleted with this object: each check starts
+        # from an empty room.
+        self._history_folder = tempfile.TemporaryDirectory(prefix="chat-history-")
+        environment["CHAT_HISTORY"] = str(
+            Path(self._history_folder.name) / "chat-history.db"
+        )
         environment.update(env or {})
         self.process = subprocess.Popen(
             [part.replace("{port}", str(self.port)) for part in command],
@@ -152,8 +155,6 @@ class ChatServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{self._history}{suffix}").unlink(missing_ok=True)
 
     def __enter__(self):
         return self
