@@ -40,6 +40,12 @@ NUMBERS_IN_THE_PROSE = [
     ),
     ("solutions/room/classroom.py", "MAX_BACKLOG", 5000, "room.md, disconnects.md"),
     ("solutions/room/classroom.py", "DELIVERY_THREADS", 4, "room.md"),
+    ("solutions/live/sse.py", "WAIT_SECONDS", 25, "live.md"),
+    ("solutions/live/sse.py", "RETRY_MS", 250, "live.md"),
+    ("solutions/live/sse.py", "MAX_EVENTS", 1000, "live.md"),
+    ("solutions/history/app.py", "HISTORY_SIZE", 50, "history.md"),
+    ("solutions/history/history.py", "RETRY_SECONDS", 2, "history.md"),
+    ("solutions/history/history.py", "BUSY_TIMEOUT_SECONDS", 0.2, "history.md"),
 ]
 
 
