@@ -17,6 +17,7 @@ here is stopped here; --time-limit bounds the whole run.
     python bench/run.py                          # 1,000 participants, both servers
     python bench/run.py --participants 2000
     python bench/run.py --server "tutorial={python} some/app.py --port {port}"   # measure another server
+    python bench/run.py --history                # chapter history's cost: the room chat without and with it
 """
 
 import argparse
@@ -30,6 +31,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -398,6 +400,23 @@ def print_report(results, args, load_before):
             print(f"   connection errors: {figures['connect_errors']}")
 
 
+def history_servers(history_file):
+    """The room chat without and with chapter history (docs/history.md#what-it-costs)."""
+    room = [sys.executable, "solutions/room/app.py", "--port", "{port}", "--no-logs"]
+    history = [
+        sys.executable,
+        "solutions/history/app.py",
+        "--port",
+        "{port}",
+        "--no-logs",
+    ]
+    # env sets the history file and execs the server: the bench watches the same pid.
+    return {
+        "no history": room,
+        "history": ["env", f"CHAT_HISTORY={history_file}", *history],
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -455,6 +474,12 @@ def main():
         metavar="LABEL=COMMAND",
         help="measure this server instead ({python} and {port} are filled in); repeatable",
     )
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="measure the room chat without (solutions/room) and with (solutions/history) "
+        "the chapter history, on a fresh file, instead of against the reference server",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
         "--time-limit",
@@ -476,7 +501,10 @@ def main():
     # So that `finally` stops what we started.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
 
-    if args.server:
+    scratch = tempfile.TemporaryDirectory(prefix="bench-history-")
+    if args.history:
+        servers = history_servers(Path(scratch.name) / "chat-history.db")
+    elif args.server:
         servers = {
             label: command.replace("{python}", sys.executable).split()
             for label, command in (spec.split("=", 1) for spec in args.server)
@@ -506,6 +534,7 @@ def main():
             results[label] = measure(server, args)
         finally:
             server.stop()
+    scratch.cleanup()
     print_report(results, args, load_before)
     if args.json:
         args.json.write_text(

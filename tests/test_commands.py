@@ -46,7 +46,11 @@ def test_make_runs_every_step_and_ctrl_c_stops_it(folder, step, background, tmp_
     # data folder of whoever runs the tests.
     server = background(
         ["make", "--no-print-directory", folder, step.key, f"PORT={port}"],
-        env={"CHAT_DATA": str(tmp_path)},
+        env={
+            "CHAT_DATA": str(tmp_path),
+            # Chapter history's file, kept out of the repository's folders.
+            "CHAT_HISTORY": str(tmp_path / "chat-history.db"),
+        },
     )
     status, body = wait_for_http(port, server.process)
     if folder == "step" and step.key == "1":
@@ -125,6 +129,7 @@ def test_a_step_that_does_not_exist_gets_one_clear_line():
         f"error: there is no step '9': the workshop has {keys_text()}"
         in finished.stderr
     ), finished.stderr
+    assert keys_text().startswith("1 to 7, or room"), keys_text()
     assert "Traceback" not in finished.stderr, finished.stderr
 
 

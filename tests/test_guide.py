@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from workshop.starters import RUN_TIME_FILES
 from workshop.steps import ROOT, STEPS
 
 # Guide sections named by the step checks and the workshop tools, e.g. "step3.md#bad-input". Lower case
@@ -42,6 +43,12 @@ NUMBERS_IN_THE_PROSE = [
     ("solutions/login/accounts.py", "TOKEN_SECONDS", 43200, "login.md"),
     ("solutions/login/accounts.py", "HASHES_AT_ONCE", 4, "login.md"),
     ("solutions/login/accounts.py", "MIN_PASSWORD_LENGTH", 8, "login.md"),
+    ("solutions/live/sse.py", "WAIT_SECONDS", 25, "live.md"),
+    ("solutions/live/sse.py", "RETRY_MS", 250, "live.md"),
+    ("solutions/live/sse.py", "MAX_EVENTS", 1000, "live.md"),
+    ("solutions/history/app.py", "HISTORY_SIZE", 50, "history.md"),
+    ("solutions/history/history.py", "RETRY_SECONDS", 2, "history.md"),
+    ("solutions/history/history.py", "BUSY_TIMEOUT_SECONDS", 0.2, "history.md"),
 ]
 
 
@@ -123,6 +130,7 @@ def learner_files(folder: Path) -> list[Path]:
         if path.is_file()
         and not path.name.startswith(("test_", "conftest"))
         and path.suffix != ".pyc"
+        and not RUN_TIME_FILES.match(path.name)
     )
 
 

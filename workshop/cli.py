@@ -370,6 +370,8 @@ def cmd_bots(args) -> int:
 def cmd_bench(args) -> int:
     bench = [sys.executable, str(ROOT / "bench" / "run.py")]
     participants = ["--participants", str(args.participants)]
+    if args.history:
+        participants.append("--history")
     status = run_foreground([*bench, *participants, *args.passed_on])
     return status if status in (OK, USAGE) else PROBLEM
 
@@ -568,6 +570,11 @@ def parser() -> argparse.ArgumentParser:
         "bench", cmd_bench, "the finished chat against a reference server, one run"
     )
     sub.add_argument("--participants", type=int, default=1000, help="default 1000")
+    sub.add_argument(
+        "--history",
+        action="store_true",
+        help="the room chat without and with the chapter history (docs/history.md)",
+    )
     command("setup", setup, "create .venv and install the pinned packages")
     command("lint", cmd_lint, "for maintainers: ruff check, ruff format --check, mypy")
     return main_parser

@@ -53,6 +53,12 @@ class ChatServer:
         )
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
         environment.pop("CELLO_ENV", None)  # production mode forks one process per CPU
+        # Its own chat history (chapter history.md), in a folder deleted with this object: each check starts
+        # from an empty room.
+        self._history_folder = tempfile.TemporaryDirectory(prefix="chat-history-")
+        environment["CHAT_HISTORY"] = str(
+            Path(self._history_folder.name) / "chat-history.db"
+        )
         environment.update(env or {})
         self.process = subprocess.Popen(
             [part.replace("{port}", str(self.port)) for part in command],

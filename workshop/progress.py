@@ -264,11 +264,14 @@ def step_results(step: Step, fingerprints: dict[str, str], kept: dict) -> CheckR
 
 def table(results: list[CheckResults]) -> str:
     title_width = max(len(result.step.title) for result in results)
-    lines = [f"  {'step':>5}  {'':{title_width}}  checks passing  status", ""]
+    key_width = max(5, *(len(result.step.key) for result in results))
+    lines = [f"  {'step':>{key_width}}  {'':{title_width}}  checks passing  status", ""]
     for result in results:
         previous = result.step.previous
         if result.step.is_chapter and previous and not previous.is_chapter:
-            lines.append(f"  {'':>5}  Beyond the tutorial: chapters (make step NAME)")
+            lines.append(
+                f"  {'':>{key_width}}  Beyond the tutorial: chapters (make step NAME)"
+            )
         counted = f"{result.passed} of {result.total}" if not result.problem else "-"
         status = "passed" if result.done else "not yet"
         if result.done and result.skipped:
@@ -278,7 +281,9 @@ def table(results: list[CheckResults]) -> str:
         if result.problem:
             status += f": {result.problem}"
         key, title = result.step.key, result.step.title
-        lines.append(f"  {key:>5}  {title:{title_width}}  {counted:>14}  {status}")
+        lines.append(
+            f"  {key:>{key_width}}  {title:{title_width}}  {counted:>14}  {status}"
+        )
     return "\n".join(lines)
 
 

@@ -20,6 +20,8 @@ from workshop.steps import STEPS, Step
 # TODO(step 3) in a numbered step, TODO(room) in a chapter.
 TODO_START = re.compile(r"TODO\((step \d+|[a-z][a-z-]*)\)")
 CHECK_FILES = ("test_", "conftest")
+# What an app writes as it runs, not code: chapter history's SQLite file and its -wal, -shm.
+RUN_TIME_FILES = re.compile(r".*\.db([-.].*)?$")
 
 
 def todo_blocks(lines: list[str]) -> list[tuple[str, int, int]]:
@@ -60,7 +62,9 @@ def folder_files(folder: Path) -> dict[str, Path]:
     return {
         path.relative_to(folder).as_posix(): path
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and not _in_a_cache(path.relative_to(folder).parts)
+        if path.is_file()
+        and not _in_a_cache(path.relative_to(folder).parts)
+        and not RUN_TIME_FILES.match(path.name)
     }
 
 
