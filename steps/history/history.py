@@ -123,7 +123,7 @@ class History:
                 try:
                     self._save(batch)
                     continue
-                except Exception as error:  # noqa: BLE001 - the writer outlives anything
+                except Exception as error:  # the writer outlives anything
                     self._failed(error)
             for payload in batch:  # not saved: the room goes on meanwhile
                 payload.pop("id", None)  # from a transaction that was rolled back
