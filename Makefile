@@ -89,5 +89,5 @@ demo: ## [N] serve a checkpoint (the finished chat unless N) to the room, on all
 bots: ## N simulated participants (N=30 unless said) join the chat on PORT and talk
 	@$(WORKSHOP) bots --count $(or $(N),30) --url http://127.0.0.1:$(PORT)
 
-bench: ## N participants (N=1000 unless said) on the finished chat and a reference server
-	@$(WORKSHOP) bench --participants $(or $(N),1000)
+bench: ## N participants (N=1000 unless said) on the finished chat and a reference server; PROCESSES=2: one room over Redis
+	@$(WORKSHOP) bench --participants $(or $(N),1000)$(if $(PROCESSES), --processes $(PROCESSES))

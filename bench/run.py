@@ -15,6 +15,7 @@ Loopback only. Every process started here is stopped here; --time-limit bounds t
 
     python bench/run.py                          # 1,000 participants, both servers
     python bench/run.py --participants 2000
+    python bench/run.py --processes 2            # one room over Redis: 1 process, 1 + Redis, 2 + Redis
     python bench/run.py --server "tutorial={python} some/app.py --port {port}"   # measure another server
 """
 
@@ -38,15 +39,16 @@ ROOT = Path(__file__).resolve().parent.parent
 # Run as a script: the workshop package sits beside bench/.
 sys.path.insert(0, str(ROOT))
 
-from workshop.steps import finished  # noqa: E402
+from workshop.redis_server import RedisServer  # noqa: E402
+from workshop.steps import finished, step  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         return probe.getsockname()[1]
 
 
@@ -110,7 +112,7 @@ def machine_busy():
     return sum(ticks) - idle, sum(ticks)
 
 
-def unread_bytes(server_port):
+def unread_bytes(server_ports):
     """Bytes that reached the participants' sockets but were not read yet, summed over all of them."""
     total = 0
     with open("/proc/net/tcp") as table:
@@ -118,32 +120,47 @@ def unread_bytes(server_port):
         for line in table:
             fields = line.split()
             if (
-                int(fields[2].rsplit(":", 1)[1], 16) == server_port
+                int(fields[2].rsplit(":", 1)[1], 16) in server_ports
             ):  # the client end of a bench connection
                 total += int(fields[4].split(":")[1], 16)
     return total
 
 
 class WindowSampler(threading.Thread):
-    """During [start, end) (monotonic ns): the server's CPU seconds, and unread_bytes() five times a second."""
+    """During [start, end) (monotonic ns): each server's CPU seconds (and those of the other processes
+    named, such as redis-server), and unread_bytes() five times a second."""
 
-    def __init__(self, server, start_ns, end_ns):
+    def __init__(self, servers, start_ns, end_ns, others=()):
         super().__init__(daemon=True)
-        self.server, self.start_ns, self.end_ns = server, start_ns, end_ns
+        self.servers, self.start_ns, self.end_ns = servers, start_ns, end_ns
+        self.others = list(others)  # pids
         self.unread = []
-        self.server_cpu = 0.0
+        self.server_cpu = [0.0] * len(servers)
+        self.others_cpu = [0.0] * len(self.others)
         self.machine_busy_pct = 0.0
+
+    def cpu(self):
+        return [cpu_seconds(server.process.pid) for server in self.servers], [
+            cpu_seconds(pid) for pid in self.others
+        ]
 
     def run(self):
         time.sleep(max(self.start_ns - time.monotonic_ns(), 0) / 1e9)
-        cpu_before, (busy_before, total_before) = (
-            cpu_seconds(self.server.process.pid),
+        (servers_before, others_before), (busy_before, total_before) = (
+            self.cpu(),
             machine_busy(),
         )
+        ports = {server.port for server in self.servers}
         while time.monotonic_ns() < self.end_ns:
             time.sleep(min(0.2, max(self.end_ns - time.monotonic_ns(), 0) / 1e9))
-            self.unread.append(unread_bytes(self.server.port))
-        self.server_cpu = cpu_seconds(self.server.process.pid) - cpu_before
+            self.unread.append(unread_bytes(ports))
+        servers_after, others_after = self.cpu()
+        self.server_cpu = [
+            b - a for a, b in zip(servers_before, servers_after, strict=True)
+        ]
+        self.others_cpu = [
+            b - a for a, b in zip(others_before, others_after, strict=True)
+        ]
         busy, total = machine_busy()
         self.machine_busy_pct = (
             100 * (busy - busy_before) / max(total - total_before, 1)
@@ -154,17 +171,22 @@ class WindowSampler(threading.Thread):
 
 
 class Server:
-    """A chat server in a subprocess on a free loopback port."""
+    """A chat server in a subprocess on a free loopback port (of `host`: 127.0.0.2 plays another machine)."""
 
-    def __init__(self, label, command):
+    def __init__(self, label, command, host="127.0.0.1", env=None):
         self.label = label
-        self.port = free_port()
+        self.host = host
+        self.port = free_port(host)
         self.process = subprocess.Popen(
-            [part.replace("{port}", str(self.port)) for part in command],
+            [
+                part.replace("{port}", str(self.port)).replace("{host}", host)
+                for part in command
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + 20
         while True:
@@ -181,7 +203,7 @@ class Server:
 
     def users(self):
         with urllib.request.urlopen(
-            f"http://127.0.0.1:{self.port}/users", timeout=10
+            f"http://{self.host}:{self.port}/users", timeout=10
         ) as response:
             return json.load(response)
 
@@ -269,20 +291,25 @@ def probe(loadgens, probe_id, sender_worker, sender_index, timeout):
     ]
     replies = loadgens.ask(commands, timeout + 10)
     sent_ns = replies[sender_worker]["sent_ns"]
-    return (max(r["last_ns"] for r in replies) - sent_ns) / 1e6, sum(
-        r["received"] for r in replies
+    return (
+        (max(r["last_ns"] for r in replies) - sent_ns) / 1e6,
+        sum(r["received"] for r in replies),
+        [(r["first_ns"] - sent_ns) / 1e6 if r["received"] else None for r in replies],
     )
 
 
-def measure(server, args):
-    """Every phase against one server; returns its figures."""
+def measure(servers, args, others=()):
+    """Every phase against one server, or several serving one room (load generator i joins
+    servers[i % len(servers)]); returns the figures. `others`: more pids whose CPU counts (redis-server)."""
     figures = {}
     workers = args.workers
+    server = servers[0]  # its GET /users covers the whole room
+    serving = [servers[number % len(servers)] for number in range(workers)]
     shares = [
         args.participants // workers + (number < args.participants % workers)
         for number in range(workers)
     ]
-    rss_before = rss_bytes(server.process.pid)
+    rss_before = sum(rss_bytes(each.process.pid) for each in servers)
     loadgens = LoadGenerators(workers)
     try:
         started = time.monotonic()
@@ -290,14 +317,14 @@ def measure(server, args):
             [
                 {
                     "cmd": "connect",
-                    "host": "127.0.0.1",
-                    "port": server.port,
+                    "host": target.host,
+                    "port": target.port,
                     "path": args.path,
                     "count": share,
                     "concurrency": 64,
                     "offer_compression": not args.plain_clients,
                 }
-                for share in shares
+                for share, target in zip(shares, serving, strict=True)
             ],
             timeout=120,
         )
@@ -316,18 +343,19 @@ def measure(server, args):
         ):
             time.sleep(0.05)
         # The first probe queues behind every announcement: once everyone has it, the room is quiet.
-        _, held = probe(loadgens, 0, 0, 0, timeout=join_storm)
+        _, held, _ = probe(loadgens, 0, 0, 0, timeout=join_storm)
         figures["join_seconds"] = time.monotonic() - started
         figures["held"] = held
         figures["users_count"] = server.users()["count"]
+        rss_after = sum(rss_bytes(each.process.pid) for each in servers)
         figures["rss_per_participant_kib"] = (
-            (rss_bytes(server.process.pid) - rss_before) / 1024 / max(held, 1)
+            (rss_after - rss_before) / 1024 / max(held, 1)
         )
 
-        times = []
+        times, first_here, first_there = [], [], []
         for probe_id in range(1, args.probes + 1):
             sender_worker = probe_id % workers
-            elapsed, received = probe(
+            elapsed, received, firsts = probe(
                 loadgens,
                 probe_id,
                 sender_worker,
@@ -336,10 +364,28 @@ def measure(server, args):
             )
             if received >= held:
                 times.append(elapsed)
+            # The first participant to have it on the sender's own process, and on another one.
+            home = serving[sender_worker]
+            here = [
+                f
+                for f, at in zip(firsts, serving, strict=True)
+                if at is home and f is not None
+            ]
+            there = [
+                f
+                for f, at in zip(firsts, serving, strict=True)
+                if at is not home and f is not None
+            ]
+            first_here += [min(here)] if here else []
+            first_there += [min(there)] if there else []
         figures["probes_complete"] = len(times)
         if times:
             figures["reach_all_p50_ms"] = statistics.median(times)
             figures["reach_all_p99_ms"] = percentile(times, 0.99)
+        for key, values in (("first_here", first_here), ("first_there", first_there)):
+            if values:
+                figures[f"{key}_p50_ms"] = statistics.median(values)
+                figures[f"{key}_p99_ms"] = percentile(values, 0.99)
 
         senders = [
             random.sample(range(count), min(count, args.senders // workers))
@@ -347,7 +393,7 @@ def measure(server, args):
         ]
         start_ns = time.monotonic_ns() + int(0.3e9)
         sampler = WindowSampler(
-            server, start_ns, start_ns + int(args.flood_seconds * 1e9)
+            servers, start_ns, start_ns + int(args.flood_seconds * 1e9), others
         )
         sampler.start()
         replies = loadgens.ask(
@@ -365,7 +411,13 @@ def measure(server, args):
             timeout=args.flood_seconds + 30,
         )
         sampler.join()
-        figures["server_cpu_pct"] = 100 * sampler.server_cpu / args.flood_seconds
+        figures["server_cpu_pct"] = 100 * sum(sampler.server_cpu) / args.flood_seconds
+        figures["process_cpu_pct"] = [
+            100 * seconds / args.flood_seconds for seconds in sampler.server_cpu
+        ]
+        figures["others_cpu_pct"] = [
+            100 * seconds / args.flood_seconds for seconds in sampler.others_cpu
+        ]
         figures["machine_busy_pct"] = sampler.machine_busy_pct
         figures["unread_kib_mean"] = (
             statistics.mean(sampler.unread) / 1024 if sampler.unread else 0.0
@@ -458,6 +510,108 @@ def print_report(results, args, load_before):
             print(f"   connection errors: {figures['connect_errors']}")
 
 
+# --- one room over several processes (docs/scale.md#measured) ------------------------------------------
+
+
+def measure_processes(args):
+    """The same load on: the finished room, 1 process without Redis; the scale chapter's chat, 1
+    process with Redis; and N processes with Redis, each on its own loopback address, sharing the load
+    generators. Each configuration gets a fresh redis-server."""
+    room, scale = step(finished().key).solution_dir, step("scale").solution_dir
+    hosts = [f"127.0.0.{2 + number}" for number in range(args.processes)]
+    configurations = [
+        ("1 process", room, hosts[:1], False),
+        ("1 process + Redis", scale, hosts[:1], True),
+        (f"{args.processes} processes + Redis", scale, hosts, True),
+    ]
+    results = {}
+    for label, app, on, with_redis in configurations:
+        print(f"measuring {label} ...", flush=True)
+        redis_server = RedisServer().start() if with_redis else None
+        env = {"REDIS_URL": redis_server.url} if redis_server else {}
+        command = [sys.executable, str(app / "app.py"), "--host", "{host}"]
+        command += ["--port", "{port}", "--no-logs"]
+        servers = []
+        try:
+            for host in on:
+                servers.append(Server(f"{label} on {host}", command, host, env))
+            others = (
+                [redis_server.process.pid]
+                if redis_server and redis_server.process
+                else []
+            )
+            results[label] = measure(servers, args, others)
+        finally:
+            for server in servers:
+                server.stop()
+            if redis_server:
+                redis_server.stop()
+    return results
+
+
+def print_processes_report(results, args, load_before):
+    labels = list(results)
+    print(
+        f"\n{args.participants} participants over loopback, one room; {args.workers} load-generator "
+        f"processes; {machine()}; load average {load_before} before the run\n"
+    )
+
+    def cell(value, digits=1):
+        if value is None:
+            return "-"
+        if isinstance(value, list):
+            return " + ".join(f"{v:.0f}" for v in value) or "-"
+        return f"{value:,.{digits}f}" if isinstance(value, float) else f"{value}"
+
+    rows = [
+        ("participants held", lambda f: f["held"]),
+        ("GET /users counted", lambda f: f["users_count"]),
+        ("time to reach all, p50 (ms)", lambda f: f.get("reach_all_p50_ms")),
+        ("time to reach all, p99 (ms)", lambda f: f.get("reach_all_p99_ms")),
+        ("deliveries/s", lambda f: f["deliveries_per_s"]),
+        (
+            "first on the sender's process, p50 (ms)",
+            lambda f: f.get("first_here_p50_ms"),
+        ),
+        (
+            "first on the sender's process, p99 (ms)",
+            lambda f: f.get("first_here_p99_ms"),
+        ),
+        ("first on another process, p50 (ms)", lambda f: f.get("first_there_p50_ms")),
+        ("first on another process, p99 (ms)", lambda f: f.get("first_there_p99_ms")),
+        ("CPU per app process (% of one CPU)", lambda f: f["process_cpu_pct"]),
+        ("redis-server CPU (%)", lambda f: f["others_cpu_pct"] or None),
+        ("load generators CPU (%)", lambda f: f["loadgen_cpu_pct"]),
+        (
+            "app CPU per delivery (us)",
+            lambda f: f["server_cpu_pct"] * 1e4 / max(f["deliveries_per_s"], 1),
+        ),
+        ("whole machine busy (%)", lambda f: f["machine_busy_pct"]),
+    ]
+    width = max(22, *(len(label) + 2 for label in labels))
+    print(f"{'':42}" + "".join(f"{label:>{width}}" for label in labels))
+    for title, pick in rows:
+        print(
+            f"{title:42}"
+            + "".join(f"{cell(pick(results[label])):>{width}}" for label in labels)
+        )
+    base = results[labels[0]]["deliveries_per_s"] or 1
+    print(
+        "\ndeliveries/s against 1 process: "
+        + ", ".join(
+            f"{label} {results[label]['deliveries_per_s'] / base:.2f}x"
+            for label in labels
+        )
+    )
+    for label in labels:
+        figures = results[label]
+        print(
+            f"{label}: {figures['connected']} connected, the join storm over in {figures['join_seconds']:.1f} s; "
+            f"{figures['probes_complete']} of {args.probes} probes reached everyone; "
+            f"{figures['live_after_flood']} still connected after the chat phase."
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -515,6 +669,14 @@ def main():
         metavar="LABEL=COMMAND",
         help="measure this server instead ({python} and {port} are filled in); repeatable",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="one room over Redis instead (docs/scale.md#measured): the finished room in 1 process, "
+        "the scale chapter's in 1 process with Redis, and in N processes (127.0.0.2, .3, ...) with Redis",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
         "--time-limit",
@@ -559,14 +721,18 @@ def main():
         }
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     results = {}
-    for label, command in servers.items():
-        print(f"measuring {label} ...", flush=True)
-        server = Server(label, command)
-        try:
-            results[label] = measure(server, args)
-        finally:
-            server.stop()
-    print_report(results, args, load_before)
+    if args.processes:
+        results = measure_processes(args)
+        print_processes_report(results, args, load_before)
+    else:
+        for label, command in servers.items():
+            print(f"measuring {label} ...", flush=True)
+            server = Server(label, command)
+            try:
+                results[label] = measure([server], args)
+            finally:
+                server.stop()
+        print_report(results, args, load_before)
     if args.json:
         args.json.write_text(
             json.dumps(

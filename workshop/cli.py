@@ -253,6 +253,8 @@ def cmd_bench(args) -> int:
         "--participants",
         str(args.participants),
     ]
+    if args.processes:  # one room over Redis (scale.md#measured)
+        command += ["--processes", str(args.processes)]
     return run_foreground(command)
 
 
@@ -362,6 +364,12 @@ def parser() -> argparse.ArgumentParser:
         "bench", cmd_bench, "the finished chat against a reference server, one run"
     )
     sub.add_argument("--participants", type=int, default=1000)
+    sub.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="one room over Redis: 1 process, 1 with Redis, N with Redis",
+    )
     command("setup", setup, "create .venv and install the pinned packages")
     return main_parser
 

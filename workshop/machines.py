@@ -92,7 +92,7 @@ class Person:
                 f"{why}".strip()
             ) from None
 
-    def chats(self) -> list[tuple[str, str]]:
+    def chats(self) -> list[tuple]:
         """Every chat message heard so far: (who, what), in order."""
         return [
             (m.get("username"), m.get("message"))
@@ -100,7 +100,7 @@ class Person:
             if isinstance(m, dict) and m.get("type") == "chat"
         ]
 
-    def news(self) -> list[str]:
+    def news(self) -> list:
         return [
             m.get("message")
             for m in self.client.received

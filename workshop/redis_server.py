@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from workshop.ports import free_port
 
@@ -143,7 +144,7 @@ class RedisServer:
         self.stop()
 
 
-def unavailable(reason: str):
+def unavailable(reason: str) -> NoReturn:
     """Skip the check that needs Redis; under CI=true, fail it: it must run there."""
     import pytest
 
