@@ -549,6 +549,13 @@ def measure_processes(args):
     return results
 
 
+def others_cpu(figures):
+    """CPU the machine spent on programs other than this bench's, in % of one CPU, during the chat phase."""
+    ours = sum(figures["process_cpu_pct"]) + sum(figures["others_cpu_pct"])
+    ours += sum(figures["loadgen_cpu_pct"])
+    return max(figures["machine_busy_pct"] * (os.cpu_count() or 1) - ours, 0.0)
+
+
 def print_processes_report(results, args, load_before):
     labels = list(results)
     print(
@@ -587,6 +594,7 @@ def print_processes_report(results, args, load_before):
             lambda f: f["server_cpu_pct"] * 1e4 / max(f["deliveries_per_s"], 1),
         ),
         ("whole machine busy (%)", lambda f: f["machine_busy_pct"]),
+        ("other programs' CPU (% of one CPU)", others_cpu),
     ]
     width = max(22, *(len(label) + 2 for label in labels))
     print(f"{'':42}" + "".join(f"{label:>{width}}" for label in labels))
