@@ -185,7 +185,9 @@ def redis_server():
     try:
         server = RedisServer().start()
     except RedisMissing as missing:
-        unavailable(str(missing))
+        server, why = None, str(missing)
+    if server is None:  # outside the except block: a chained traceback would hide why
+        unavailable(why)
     yield server
     server.stop()
 

@@ -40,7 +40,11 @@ class RedisMissing(RuntimeError):
 
 
 def find_redis_server() -> str | None:
-    return os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
+    """REDIS_SERVER if it names a program, else redis-server on PATH, else None."""
+    if "REDIS_SERVER" in os.environ:
+        named = os.environ["REDIS_SERVER"]
+        return named if os.path.isfile(named) and os.access(named, os.X_OK) else None
+    return shutil.which("redis-server")
 
 
 def needs_redis(app_dir: Path) -> bool:
@@ -162,7 +166,8 @@ def for_a_check(app_dir: Path, given: dict) -> RedisServer | None:
     try:
         return RedisServer().start()
     except RedisMissing as missing:
-        unavailable(str(missing))
+        why = str(missing)
+    unavailable(why)  # outside the except block: a chained traceback would hide why
 
 
 def for_the_app(app_dir: Path) -> RedisServer | None:
