@@ -26,6 +26,21 @@ ISLANDS = (
 )
 
 
+def lists(machine, names: set[str], where: str) -> None:
+    """GET /users on `machine` lists `names` (soon), or a failure that says why not."""
+    try:
+        eventually(lambda: names <= set(machine.users()["users"]), "")
+    except AssertionError:
+        answer = machine.users()
+        if len(answer.get("servers", {})) < 2:
+            why = "the room is in Redis: return broker.users()"
+        else:  # every process is there, under other names
+            why = "rename() must claim the name: broker.claim(new_name, replacing=...)"
+        raise AssertionError(
+            f"{where}, but GET /users on {machine} answers {answer}: {why}."
+        ) from None
+
+
 def twice(person) -> dict:
     """The chat messages this person heard more than once."""
     counts = collections.Counter(person.chats())
@@ -73,17 +88,7 @@ def test_users_and_names_cover_the_whole_room(machines):
     ann = first.join("Ann")
     second.join("Bob")
     for machine in (first, second):
-        try:
-            eventually(
-                lambda machine=machine: {"Ann", "Bob"} <= set(machine.users()["users"]),
-                "",
-            )
-        except AssertionError:
-            raise AssertionError(
-                f"Ann is on {first} and Bob on {second}, but GET /users on {machine} "
-                f"answers {machine.users()}: the room is in Redis, return "
-                "broker.users()."
-            ) from None
+        lists(machine, {"Ann", "Bob"}, f"Ann is on {first} and Bob on {second}")
     for machine in (first, second) * 3:
         machine.newcomer()
     users = eventually(
@@ -116,17 +121,23 @@ def test_workers_make_one_room_and_each_pings_its_own(machines):
     """`python app.py --workers 2` is one room served by two processes, and every
     participant gets the heartbeat's pings, whichever process holds them."""
     (machine,) = machines(1, "--workers", "2")
+    try:  # both processes have started (the second may take a moment)
+        eventually(lambda: len(machine.users().get("servers", {})) >= 2, "")
+    except AssertionError:
+        raise AssertionError(
+            "Started with --workers 2, the app answers GET /users with "
+            f"{machine.users()}: one process. app.run(..., workers=1) pins one: remove "
+            "workers=1 (and return broker.users())."
+        ) from None
     people = []
     while len(people) < 16:  # the kernel spreads connections over the two processes
         people.append(machine.join(f"W{len(people)}"))
-        servers = machine.users().get("servers", {})
-        if len(servers) >= 2 and all(servers.values()):
+        if all(machine.users()["servers"].values()):
             break
     else:
         raise AssertionError(
-            f"{len(people)} participants joined an app started with --workers 2, and "
-            f"GET /users says {machine.users()}: one process. app.run(..., workers=1) "
-            "pins one: remove workers=1."
+            f"{len(people)} participants joined, all in one of the two processes: "
+            f"GET /users says {machine.users()}."
         )
     people[-1].say("one room?")
     for person in people:
@@ -172,10 +183,7 @@ def test_redis_stops_and_comes_back(machines, redis_server):
     bob.say("together again")
     for person in (ann, amy):
         person.hears(bob, "together again", "The room should be one again.")
-    eventually(
-        lambda: {"Ann", "Amy", "Bob"} <= set(second.users()["users"]),
-        f"GET /users on {second} to list Ann, Amy and Bob again",
-    )
+    lists(second, {"Ann", "Amy", "Bob"}, "Redis is back")
     copycat = second.newcomer()
     copycat.rename("amy")
     copycat.expect_error(f'a set_name to "amy" on {second} after the outage')
@@ -192,13 +200,7 @@ def test_a_killed_process_is_announced_and_frees_its_names(machines):
     ann, bob = first.join("Ann"), second.join("Bob")
     for name in ("Cat", "Cid"):
         third.join(name)
-    try:
-        eventually(lambda: {"Cat", "Cid"} <= set(first.users()["users"]), "")
-    except AssertionError:
-        raise AssertionError(
-            f"Cat and Cid are on {third}, but GET /users on {first} answers "
-            f"{first.users()}: return broker.users()."
-        ) from None
+    lists(first, {"Cat", "Cid"}, f"Cat and Cid are on {third}")
 
     third.kill()
     killed = time.monotonic()
