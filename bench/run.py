@@ -516,7 +516,8 @@ def print_report(results, args, load_before):
 def measure_processes(args):
     """The same load on: the finished room, 1 process without Redis; the scale chapter's chat, 1
     process with Redis; and N processes with Redis, each on its own loopback address, sharing the load
-    generators. Each configuration gets a fresh redis-server."""
+    generators. Each configuration gets a fresh redis-server. On a shared machine the others' load comes
+    and goes: the configurations take turns, --rounds times, and each figure is the median of its rounds."""
     room, scale = step(finished().key).solution_dir, step("scale").solution_dir
     hosts = [f"127.0.0.{2 + number}" for number in range(args.processes)]
     configurations = [
@@ -524,9 +525,12 @@ def measure_processes(args):
         ("1 process + Redis", scale, hosts[:1], True),
         (f"{args.processes} processes + Redis", scale, hosts, True),
     ]
-    results = {}
-    for label, app, on, with_redis in configurations:
-        print(f"measuring {label} ...", flush=True)
+    rounds: dict[str, list] = {label: [] for label, *_ in configurations}
+    for number, (label, app, on, with_redis) in enumerate(configurations * args.rounds):
+        round_number = number // len(configurations) + 1
+        print(
+            f"measuring {label} (round {round_number} of {args.rounds}) ...", flush=True
+        )
         redis_server = RedisServer().start() if with_redis else None
         env = {"REDIS_URL": redis_server.url} if redis_server else {}
         command = [sys.executable, str(app / "app.py"), "--host", "{host}"]
@@ -540,13 +544,41 @@ def measure_processes(args):
                 if redis_server and redis_server.process
                 else []
             )
-            results[label] = measure(servers, args, others)
+            rounds[label].append(measure(servers, args, others))
         finally:
             for server in servers:
                 server.stop()
             if redis_server:
                 redis_server.stop()
-    return results
+    return {label: median_figures(runs) for label, runs in rounds.items()}
+
+
+def middle(values):
+    """The median; of counts, one of the counts (no half participants)."""
+    if all(isinstance(value, int) for value in values):
+        return statistics.median_low(values)
+    return statistics.median(values)
+
+
+def median_figures(runs):
+    """Each figure's median over the rounds (element by element for lists); the rounds are kept too."""
+    figures = {"rounds": runs}
+
+    def numbers(value):
+        items = value if isinstance(value, list) else [value]
+        return all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in items
+        )
+
+    for key, value in runs[0].items():
+        values = [run.get(key) for run in runs]
+        if not all(numbers(v) for v in values):
+            figures[key] = value
+        elif isinstance(value, list):
+            figures[key] = [middle(column) for column in zip(*values, strict=True)]
+        else:
+            figures[key] = middle(values)
+    return figures
 
 
 def others_cpu(figures):
@@ -560,7 +592,8 @@ def print_processes_report(results, args, load_before):
     labels = list(results)
     print(
         f"\n{args.participants} participants over loopback, one room; {args.workers} load-generator "
-        f"processes; {machine()}; load average {load_before} before the run\n"
+        f"processes; {machine()}; load average {load_before} before the run; each figure is the median "
+        f"of {args.rounds} rounds, the configurations taking turns\n"
     )
 
     def cell(value, digits=1):
@@ -613,8 +646,17 @@ def print_processes_report(results, args, load_before):
     )
     for label in labels:
         figures = results[label]
+        runs = figures["rounds"]
         print(
-            f"{label}: {figures['connected']} connected, the join storm over in {figures['join_seconds']:.1f} s; "
+            f"{label}, round by round: deliveries/s "
+            + " / ".join(f"{run['deliveries_per_s']:,.0f}" for run in runs)
+            + "; p99 to all (ms) "
+            + " / ".join(f"{run.get('reach_all_p99_ms', 0):.1f}" for run in runs)
+            + "; other programs' CPU (%) "
+            + " / ".join(f"{others_cpu(run):.0f}" for run in runs)
+        )
+        print(
+            f"   {figures['connected']} connected, the join storm over in {figures['join_seconds']:.1f} s; "
             f"{figures['probes_complete']} of {args.probes} probes reached everyone; "
             f"{figures['live_after_flood']} still connected after the chat phase."
         )
@@ -684,6 +726,12 @@ def main():
         metavar="N",
         help="one room over Redis instead (docs/scale.md#measured): the finished room in 1 process, "
         "the scale chapter's in 1 process with Redis, and in N processes (127.0.0.2, .3, ...) with Redis",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="with --processes: the configurations take turns this many times; medians (default 3)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(

@@ -247,7 +247,7 @@ def test_bench_measures_one_room_in_one_and_two_processes_over_redis():
             "bench/run.py",
             *("--participants", "20", "--workers", "2", "--probes", "6"),
             *("--flood-seconds", "0.5", "--senders", "10", "--time-limit", "120"),
-            *("--processes", "2"),
+            *("--processes", "2", "--rounds", "1"),
         ],
         cwd=ROOT,
         capture_output=True,
