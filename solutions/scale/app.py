@@ -60,7 +60,7 @@ def rename(ws_id: int, new_name: str) -> str:
         client = clients[ws_id]
         old_name = client["username"]
         taken = new_name.casefold() != old_name.casefold() and name_taken(new_name)
-        # Nobody here has it: ask the room, which frees the old one (scale.md#names).
+        # Free here, then in the room, which frees the old name (scale.md#names).
         if taken or not broker.claim(new_name, replacing=old_name):
             raise NameTaken(f"The name {new_name} is taken: choose another.")
         client["username"] = new_name
