@@ -208,7 +208,8 @@ class Broker:
         self._sequence = itertools.count(1)  # numbers our own messages
         self._own_lock = threading.Lock()
         self._last_own = 0  # the highest of our own numbers delivered here
-        self._stopping = False
+        self._stopping = False  # stop() was called: the threads wind down
+        self._last_words = False  # stopped while online: publish() sends at once
         self._was_offline = False  # we told our participants that Redis went away
         self._unsure = False  # a claim or release failed: Redis may not hold our names
         self._reap_after = 0.0  # no giving others up for dead before (monotonic)
@@ -259,27 +260,51 @@ class Broker:
             )
 
     def stop(self) -> None:
-        """A clean exit: the others announce our participants as left, at once."""
+        """A clean exit: our participants are announced as left, at once. Cello closes
+        their connections as it runs the shutdown hooks: those whose handlers leave
+        within half a second say so themselves, the script below speaks for the rest."""
         with self._lock:
             self._stopping = True
             was_online, self.online = self.online, False
+            self._last_words = was_online
         if not was_online:
             return  # if Redis comes back, the others give us up for dead
-        try:
-            gone = self._scripts["leave"](
-                keys=[f"{PREFIX}alive:{self.me}"], args=[self.me, PREFIX]
-            )
-            for name in gone:
-                self._redis.publish(CHANNEL, f"- 0 {system(f'{name} left the chat')}")
-        except redis.RedisError:
-            pass
+        queued = []
+        while not self._outgoing.empty():
+            queued.append(self._outgoing.get_nowait())
+        self._send(queued)
+        deadline = time.monotonic() + 0.5
+        while self._mine and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with self._lock:
+            self._last_words = False  # from now on, nothing more is published
+            try:
+                gone = self._scripts["leave"](
+                    keys=[f"{PREFIX}alive:{self.me}"], args=[self.me, PREFIX]
+                )
+            except redis.RedisError:
+                return
+        self._send([(0, system(f"{name} left the chat")) for name in gone])
 
     # --- messages ---------------------------------------------------------------------
 
     def publish(self, text: str) -> None:
         """Send one message to the whole room. Never blocks: a thread sends it."""
-        if not self._stopping:
+        if self._last_words:
+            self._send([(next(self._sequence), text)])
+        elif not self._stopping:
             self._outgoing.put((next(self._sequence), text))
+
+    def _send(self, batch: list[tuple[int, str]]) -> bool:
+        """Publish a batch in one round trip; False if Redis failed."""
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for number, text in batch:
+                pipe.publish(CHANNEL, f"{self.me} {number} {text}")
+            pipe.execute()
+            return True
+        except redis.RedisError:
+            return False
 
     def _publisher(self) -> None:
         while True:
@@ -289,15 +314,9 @@ class Broker:
                     batch.append(self._outgoing.get_nowait())
                 except queue.Empty:
                     break
-            if self.online:
-                try:
-                    pipe = self._redis.pipeline(transaction=False)
-                    for number, text in batch:
-                        pipe.publish(CHANNEL, f"{self.me} {number} {text}")
-                    pipe.execute()
-                    continue
-                except redis.RedisError:
-                    pass  # the subscriber notices too; our participants still hear us
+            # The subscriber notices a failure too; our participants still hear us.
+            if (self.online or self._last_words) and self._send(batch):
+                continue
             for number, text in batch:
                 self._deliver_own(number, text)
 
@@ -476,7 +495,7 @@ class Broker:
         with self._lock:
             if self._mine.pop(folded, None) is None:
                 return
-            if self.online:
+            if self.online or self._last_words:
                 keys = [f"{PREFIX}names", f"{PREFIX}members:{self.me}"]
                 try:
                     self._scripts["release"](keys=keys, args=[self.me, folded])
