@@ -120,7 +120,8 @@ class Machine:
         self.server, self.pongs = server, pongs
 
     def __str__(self) -> str:
-        return self.server.host if self.server.host != "127.0.0.1" else str(self.port)
+        host = self.server.host
+        return host if host != "127.0.0.1" else f"port {self.port}"
 
     @property
     def port(self) -> int:
