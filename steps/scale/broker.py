@@ -212,6 +212,7 @@ class Broker:
         self._last_words = False  # stopped while online: publish() sends at once
         self._was_offline = False  # we told our participants that Redis went away
         self._unsure = False  # a claim or release failed: Redis may not hold our names
+        self._beat_now = threading.Event()  # wakes the liveness thread early
         self._reap_after = 0.0  # no giving others up for dead before (monotonic)
 
     # --- life cycle -------------------------------------------------------------------
@@ -433,7 +434,8 @@ class Broker:
 
     def _liveness(self) -> None:
         while not self._stopping:
-            time.sleep(self.interval)
+            self._beat_now.wait(self.interval)
+            self._beat_now.clear()
             if not self.online:
                 continue  # the subscriber registers us again when Redis is back
             keys = [f"{PREFIX}alive:{self.me}", f"{PREFIX}processes"]
@@ -484,7 +486,7 @@ class Broker:
                     if not self._scripts["claim"](keys=keys, args=args):
                         return False
                 except redis.RedisError:  # a timeout, or Redis just went away:
-                    self._not_sure()  # decide here; the next beat writes it back
+                    self._not_sure()  # decide here; the liveness thread writes it
             self._mine.pop(old, None)
             self._mine[folded] = name
             return True
@@ -500,17 +502,18 @@ class Broker:
                 try:
                     self._scripts["release"](keys=keys, args=[self.me, folded])
                 except redis.RedisError:
-                    self._not_sure()  # the next beat forgets it in Redis too
+                    self._not_sure()  # the liveness thread forgets it in Redis too
 
     def _not_sure(self) -> None:
         if not self._unsure:
             print(
                 "[broker] Redis did not answer in time: this process's names are "
-                "written back at the next beat.",
+                "written back to it.",
                 file=sys.stderr,
                 flush=True,
             )
         self._unsure = True
+        self._beat_now.set()
 
     def users(self) -> dict:
         """Everybody in the room: {"users": [...], "count": n, "servers": {process:
