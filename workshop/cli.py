@@ -108,9 +108,7 @@ def _runs_modern_python(python: Path) -> bool:
 def run_foreground(command: list[str], env: dict | None = None) -> int:
     """Run a command as if typed in this terminal: Ctrl-C reaches it (not us), and if it
     dies of a signal, so do we, as make and shells expect of an interrupted command."""
-    # A handler that does nothing, not SIG_IGN: the command would inherit an ignored
-    # SIGINT (exec resets handlers, not ignores), and so would every server it starts.
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         status = subprocess.run(command, cwd=ROOT, env=env).returncode
     finally:
