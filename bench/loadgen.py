@@ -172,7 +172,8 @@ class Worker:
         self.participants = []
         self.live = 0  # participants handshaken and not yet closed
         self.read_buffer = memoryview(bytearray(65536))  # shared: one read at a time
-        self.probe_seen = {}  # probe id -> [participants who got it, latest arrival ns]
+        # probe id -> [participants who got it, latest arrival ns, first arrival ns]
+        self.probe_seen = {}
         self.probe_waiters = {}  # probe id -> future resolved when all live conns saw it
         self.flood = None  # dict while a flood window is being counted
 
@@ -188,7 +189,9 @@ class Worker:
         kind = payload[at : at + 8]
         if kind == PROBE:
             probe_id = int(payload[at + 8 : payload.index(b'"', at)])
-            seen = self.probe_seen.setdefault(probe_id, [0, 0])
+            seen = self.probe_seen.setdefault(probe_id, [0, 0, 0])
+            if not seen[0]:
+                seen[2] = now  # the first participant here to get it
             seen[0] += 1
             seen[1] = now
             waiter = self.probe_waiters.get(probe_id)
@@ -256,7 +259,7 @@ class Worker:
             self.participants[sender].send_text(
                 json.dumps({"type": "chat", "message": f"bench:p:{probe_id}"})
             )
-        seen = self.probe_seen.setdefault(probe_id, [0, 0])
+        seen = self.probe_seen.setdefault(probe_id, [0, 0, 0])
         if seen[0] >= self.live:
             waiter.set_result(None)
         try:
@@ -264,11 +267,12 @@ class Worker:
         except TimeoutError:
             pass
         del self.probe_waiters[probe_id]
-        count, last = self.probe_seen.pop(probe_id)
+        count, last, first = self.probe_seen.pop(probe_id)
         return {
             "probe": probe_id,
             "sent_ns": sent_ns,
             "last_ns": last,
+            "first_ns": first,
             "received": count,
             "live": self.live,
         }

@@ -372,6 +372,8 @@ def cmd_bench(args) -> int:
     participants = ["--participants", str(args.participants)]
     if args.history:
         participants.append("--history")
+    if args.processes:  # one room over Redis (scale.md#measured)
+        participants += ["--processes", str(args.processes)]
     status = run_foreground([*bench, *participants, *args.passed_on])
     return status if status in (OK, USAGE) else PROBLEM
 
@@ -574,6 +576,12 @@ def parser() -> argparse.ArgumentParser:
         "--history",
         action="store_true",
         help="the room chat without and with the chapter history (docs/history.md)",
+    )
+    sub.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="one room over Redis: 1 process, 1 with Redis, N with Redis",
     )
     command("setup", setup, "create .venv and install the pinned packages")
     command("lint", cmd_lint, "for maintainers: ruff check, ruff format --check, mypy")

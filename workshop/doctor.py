@@ -231,6 +231,20 @@ def check_browser() -> Finding:
     )
 
 
+def check_redis() -> Finding:
+    """The scale chapter's checks and `make step scale` start a redis-server of their own."""
+    from workshop.redis_server import find_redis_server
+
+    found = find_redis_server()
+    if found:
+        return Finding("ok", f"redis-server for the scale chapter: {found}")
+    return Finding(
+        "WARN",
+        "no redis-server: the scale chapter's checks will be skipped",
+        "sudo apt-get install redis-server (Debian, Ubuntu, WSL), or: brew install redis (macOS)",
+    )
+
+
 def check_git() -> Finding:
     try:
         inside = (
@@ -268,6 +282,7 @@ def examine(port: int, guide_port: int) -> list[Finding]:
         check_port(port, "the chat", blocking=True, other_ports=(guide_port,)),
         check_port(guide_port, "the guide, make docs", blocking=False),
         check_browser(),
+        check_redis(),
         check_git(),
     ]
     return findings

@@ -22,7 +22,7 @@ from pathlib import Path
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as websocket_connect
 
-from workshop import processes
+from workshop import processes, redis_server
 from workshop.ports import free_port
 from workshop.steps import ROOT
 
@@ -42,11 +42,13 @@ class ChatServer:
         command: list[str],
         env: dict | None = None,
         port: int | None = None,
+        host: str = "127.0.0.1",
     ):
         self.app_dir = Path(app_dir)
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/ws/chat"
+        self.host = host  # 127.0.0.2 plays another machine (scale.md#machines)
+        self.port = port or free_port(host)
+        self.url = f"http://{host}:{self.port}"
+        self.ws_url = f"ws://{host}:{self.port}/ws/chat"
         # A file, not a pipe: a server that logs a lot must never block on a full pipe nobody reads.
         self._log = tempfile.NamedTemporaryFile(
             prefix="chat-server-", suffix=".log", delete=False
@@ -60,6 +62,10 @@ class ChatServer:
             Path(self._history_folder.name) / "chat-history.db"
         )
         environment.update(env or {})
+        # The scale chapter's app talks to Redis: one of its own unless the check gives one.
+        self.redis = redis_server.for_a_check(self.app_dir, env or {})
+        if self.redis is not None:
+            environment["REDIS_URL"] = self.redis.url
         self.process = subprocess.Popen(
             [part.replace("{port}", str(self.port)) for part in command],
             cwd=ROOT,
@@ -91,7 +97,7 @@ class ChatServer:
                     f"It printed:\n{printed}{hint}"
                 )
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
                 return self
             except OSError:
                 time.sleep(0.02)
@@ -196,6 +202,9 @@ class ChatServer:
     def stop(self) -> None:
         self.close_clients()
         processes.stop(self.process)  # Ctrl-C, as a learner would, then kill
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
         if self._final_output is None:
             self._final_output = self.output()
             self._log.close()
@@ -213,6 +222,7 @@ def start_server(
     env: dict | None = None,
     direct: bool = False,
     port: int | None = None,
+    host: str = "127.0.0.1",
 ) -> ChatServer:
     """Start app_dir's app on a free port: through `workshop.serve` (as `make step N` does), or with
     `direct=True` as `python app.py --port P` (step 7's own entry point). `port=` restarts a stopped
@@ -223,7 +233,7 @@ def start_server(
             sys.executable,
             str(app_dir / "app.py"),
             "--host",
-            "127.0.0.1",
+            host,
             "--port",
             "{port}",
         ]
@@ -234,11 +244,11 @@ def start_server(
             "workshop.serve",
             str(app_dir),
             "--host",
-            "127.0.0.1",
+            host,
             "--port",
             "{port}",
         ]
-    server = ChatServer(app_dir, command, env, port)
+    server = ChatServer(app_dir, command, env, port, host)
     try:
         return server.wait_until_accepting()
     except BaseException:  # a Ctrl-C during the wait too: never leave a server behind
