@@ -93,7 +93,7 @@ bots: ## N simulated participants (N=30 unless said) join the chat on PORT and t
 	@$(WORKSHOP) bots --count $(or $(N),30) --url http://127.0.0.1:$(PORT)
 
 bench: ## N participants (N=1000 unless said) on the finished chat and a reference server (PROCESSES=2, HISTORY=1)
-	@$(WORKSHOP) bench --participants $(or $(N),1000) $(if $(HISTORY),--history)$(if $(PROCESSES), --processes $(PROCESSES))
+	@$(WORKSHOP) bench --participants $(or $(N),1000)$(if $(HISTORY), --history)$(if $(PROCESSES), --processes $(PROCESSES))
 
 lint: ## for maintainers: ruff check, ruff format --check and mypy, as CI runs them
 	@$(WORKSHOP) lint

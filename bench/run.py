@@ -18,6 +18,7 @@ here is stopped here; --time-limit bounds the whole run.
     python bench/run.py --participants 2000
     python bench/run.py --server "tutorial={python} some/app.py --port {port}"   # measure another server
     python bench/run.py --history                # chapter history's cost: the room chat without and with it
+    python bench/run.py --processes 2            # one room over Redis: 1 process, 1 + Redis, 2 + Redis
 """
 
 import argparse
@@ -45,8 +46,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from workshop import processes  # noqa: E402
-from workshop.ports import free_port  # noqa: E402
-from workshop.steps import finished  # noqa: E402
+from workshop.ports import free_port, loopback_address  # noqa: E402
+from workshop.redis_server import INSTALL, RedisServer, find_redis_server  # noqa: E402
+from workshop.steps import finished, step  # noqa: E402
 
 # --- the servers' processes, through psutil (Linux and macOS alike) -------------------------
 
@@ -78,22 +80,35 @@ def machine_busy():
 
 
 class WindowSampler(threading.Thread):
-    """During [start, end) (monotonic ns): the server's CPU seconds, and how busy the machine was."""
+    """During [start, end) (monotonic ns): each server's CPU seconds, those of the other
+    processes named (redis-server), and how busy the machine was."""
 
-    def __init__(self, server, start_ns, end_ns):
+    def __init__(self, servers, start_ns, end_ns, others=()):
         super().__init__(daemon=True)
-        self.server, self.start_ns, self.end_ns = server, start_ns, end_ns
-        self.server_cpu = 0.0
+        self.servers, self.start_ns, self.end_ns = servers, start_ns, end_ns
+        self.others = list(others)  # pids
+        self.server_cpu = [0.0] * len(servers)
+        self.others_cpu = [0.0] * len(self.others)
         self.machine_busy_pct = 0.0
+
+    def cpu(self):
+        servers = [cpu_seconds(server.process.pid) for server in self.servers]
+        return servers, [cpu_seconds(pid) for pid in self.others]
 
     def run(self):
         time.sleep(max(self.start_ns - time.monotonic_ns(), 0) / 1e9)
-        cpu_before, (busy_before, total_before) = (
-            cpu_seconds(self.server.process.pid),
+        (servers_before, others_before), (busy_before, total_before) = (
+            self.cpu(),
             machine_busy(),
         )
         time.sleep(max(self.end_ns - time.monotonic_ns(), 0) / 1e9)
-        self.server_cpu = cpu_seconds(self.server.process.pid) - cpu_before
+        servers_after, others_after = self.cpu()
+        self.server_cpu = [
+            b - a for a, b in zip(servers_before, servers_after, strict=True)
+        ]
+        self.others_cpu = [
+            b - a for a, b in zip(others_before, others_after, strict=True)
+        ]
         busy, total = machine_busy()
         self.machine_busy_pct = (
             100 * (busy - busy_before) / max(total - total_before, 1e-9)
@@ -110,17 +125,23 @@ def pipe(stream: IO[str] | None) -> IO[str]:
 
 
 class Server:
-    """A chat server in a subprocess on a free loopback port."""
+    """A chat server in a subprocess on a free port of `host` (127.0.0.2 plays another
+    machine); `env` is added to the environment."""
 
-    def __init__(self, label, command):
+    def __init__(self, label, command, host="127.0.0.1", env=None):
         self.label = label
-        self.port = free_port()
+        self.host = host
+        self.port = free_port(host)
         self.process = subprocess.Popen(
-            [part.replace("{port}", str(self.port)) for part in command],
+            [
+                part.replace("{port}", str(self.port)).replace("{host}", host)
+                for part in command
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + 20
         while True:
@@ -137,7 +158,7 @@ class Server:
 
     def users(self):
         with urllib.request.urlopen(
-            f"http://127.0.0.1:{self.port}/users", timeout=10
+            f"http://{self.host}:{self.port}/users", timeout=10
         ) as response:
             return json.load(response)
 
@@ -202,7 +223,8 @@ def percentile(values, fraction):
 
 
 def probe(loadgens, probe_id, sender_worker, sender_index, timeout):
-    """One message from one participant: (ms until the last participant got it, how many got it)."""
+    """One message from one participant: (ms until the last participant got it, how many
+    got it, ms until each load generator's first participant got it, or None)."""
     commands = [
         {
             "cmd": "probe",
@@ -214,20 +236,26 @@ def probe(loadgens, probe_id, sender_worker, sender_index, timeout):
     ]
     replies = loadgens.ask(commands, timeout + 10)
     sent_ns = replies[sender_worker]["sent_ns"]
-    return (max(r["last_ns"] for r in replies) - sent_ns) / 1e6, sum(
-        r["received"] for r in replies
+    return (
+        (max(r["last_ns"] for r in replies) - sent_ns) / 1e6,
+        sum(r["received"] for r in replies),
+        [(r["first_ns"] - sent_ns) / 1e6 if r["received"] else None for r in replies],
     )
 
 
-def measure(server, args):
-    """Every phase against one server; returns its figures."""
+def measure(servers, args, others=()):
+    """Every phase against one server, or several serving one room (load generator i
+    joins servers[i % len(servers)]); returns the figures. `others`: more pids whose CPU
+    counts (redis-server)."""
     figures = {}
     workers = args.workers
+    server = servers[0]  # its GET /users counts the whole room
+    serving = [servers[number % len(servers)] for number in range(workers)]
     shares = [
         args.participants // workers + (number < args.participants % workers)
         for number in range(workers)
     ]
-    rss_before = rss_bytes(server.process.pid)
+    rss_before = sum(rss_bytes(each.process.pid) for each in servers)
     loadgens = LoadGenerators(workers)
     try:
         started = time.monotonic()
@@ -235,14 +263,14 @@ def measure(server, args):
             [
                 {
                     "cmd": "connect",
-                    "host": "127.0.0.1",
-                    "port": server.port,
+                    "host": target.host,
+                    "port": target.port,
                     "path": args.path,
                     "count": share,
                     "concurrency": 64,
                     "offer_compression": not args.plain_clients,
                 }
-                for share in shares
+                for share, target in zip(shares, serving, strict=True)
             ],
             timeout=120,
         )
@@ -261,18 +289,19 @@ def measure(server, args):
         ):
             time.sleep(0.05)
         # The first probe queues behind every announcement: once everyone has it, the room is quiet.
-        _, held = probe(loadgens, 0, 0, 0, timeout=join_storm)
+        _, held, _ = probe(loadgens, 0, 0, 0, timeout=join_storm)
         figures["join_seconds"] = time.monotonic() - started
         figures["held"] = held
         figures["users_count"] = server.users()["count"]
+        rss_after = sum(rss_bytes(each.process.pid) for each in servers)
         figures["rss_per_participant_kib"] = (
-            (rss_bytes(server.process.pid) - rss_before) / 1024 / max(held, 1)
+            (rss_after - rss_before) / 1024 / max(held, 1)
         )
 
-        times = []
+        times, first_here, first_there = [], [], []
         for probe_id in range(1, args.probes + 1):
             sender_worker = probe_id % workers
-            elapsed, received = probe(
+            elapsed, received, firsts = probe(
                 loadgens,
                 probe_id,
                 sender_worker,
@@ -281,10 +310,28 @@ def measure(server, args):
             )
             if received >= held:
                 times.append(elapsed)
+            # The first to have it on the sender's own process, and on another one.
+            home = serving[sender_worker]
+            here = [
+                f
+                for f, at in zip(firsts, serving, strict=True)
+                if at is home and f is not None
+            ]
+            there = [
+                f
+                for f, at in zip(firsts, serving, strict=True)
+                if at is not home and f is not None
+            ]
+            first_here += [min(here)] if here else []
+            first_there += [min(there)] if there else []
         figures["probes_complete"] = len(times)
         if times:
             figures["reach_all_p50_ms"] = statistics.median(times)
             figures["reach_all_p99_ms"] = percentile(times, 0.99)
+        for key, values in (("first_here", first_here), ("first_there", first_there)):
+            if values:
+                figures[f"{key}_p50_ms"] = statistics.median(values)
+                figures[f"{key}_p99_ms"] = percentile(values, 0.99)
 
         senders = [
             random.sample(range(count), min(count, args.senders // workers))
@@ -292,7 +339,7 @@ def measure(server, args):
         ]
         start_ns = time.monotonic_ns() + int(0.3e9)
         sampler = WindowSampler(
-            server, start_ns, start_ns + int(args.flood_seconds * 1e9)
+            servers, start_ns, start_ns + int(args.flood_seconds * 1e9), others
         )
         sampler.start()
         replies = loadgens.ask(
@@ -310,7 +357,13 @@ def measure(server, args):
             timeout=args.flood_seconds + 30,
         )
         sampler.join()
-        figures["server_cpu_pct"] = 100 * sampler.server_cpu / args.flood_seconds
+        figures["server_cpu_pct"] = 100 * sum(sampler.server_cpu) / args.flood_seconds
+        figures["process_cpu_pct"] = [
+            100 * seconds / args.flood_seconds for seconds in sampler.server_cpu
+        ]
+        figures["others_cpu_pct"] = [
+            100 * seconds / args.flood_seconds for seconds in sampler.others_cpu
+        ]
         figures["machine_busy_pct"] = sampler.machine_busy_pct
         # Each load generator sampled its own sockets at about the same moments: add
         # them up (one may have taken a sample fewer).
@@ -417,6 +470,169 @@ def history_servers(history_file):
     }
 
 
+# --- one room over several processes (docs/scale.md#measured) --------------------------------------
+
+
+def measure_processes(args):
+    """The same load on: the finished room in 1 process, without Redis; the scale
+    chapter's chat in 1 process with Redis; and in N processes with Redis, each on a
+    loopback address of its own, the load generators split between them. Each
+    configuration gets a fresh redis-server. On a shared machine the others' load comes
+    and goes: the configurations take turns, --rounds times, and each figure is the
+    median of its rounds."""
+    room, scale = Path(args.app), step("scale").solution_dir
+    hosts = [
+        loopback_address(f"127.0.0.{2 + number}") for number in range(args.processes)
+    ]
+    configurations = [
+        ("1 process", room, hosts[:1], False),
+        ("1 process + Redis", scale, hosts[:1], True),
+        (f"{args.processes} processes + Redis", scale, hosts, True),
+    ]
+    rounds: dict[str, list] = {label: [] for label, *_ in configurations}
+    for number, (label, app, on, with_redis) in enumerate(configurations * args.rounds):
+        round_number = number // len(configurations) + 1
+        print(
+            f"measuring {label} (round {round_number} of {args.rounds}) ...", flush=True
+        )
+        redis_server = RedisServer().start() if with_redis else None
+        env = {"REDIS_URL": redis_server.url} if redis_server else {}
+        command = [sys.executable, str(app / "app.py"), "--host", "{host}"]
+        command += ["--port", "{port}", "--no-logs"]
+        servers = []
+        try:
+            for host in on:
+                servers.append(Server(f"{label} on {host}", command, host, env))
+            others = (
+                [redis_server.process.pid]
+                if redis_server and redis_server.process
+                else []
+            )
+            rounds[label].append(measure(servers, args, others))
+        finally:
+            for server in servers:
+                server.stop()
+            if redis_server:
+                redis_server.stop()
+    return {label: median_figures(runs) for label, runs in rounds.items()}
+
+
+def middle(values):
+    """The median; of counts, one of the counts (no half participants)."""
+    if all(isinstance(value, int) for value in values):
+        return statistics.median_low(values)
+    return statistics.median(values)
+
+
+def median_figures(runs):
+    """Each figure's median over the rounds (element by element for lists); the rounds
+    are kept too."""
+    figures = {"rounds": runs}
+
+    def numbers(value):
+        items = value if isinstance(value, list) else [value]
+        return all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in items
+        )
+
+    for key, value in runs[0].items():
+        values = [run.get(key) for run in runs]
+        if all(isinstance(v, list) for v in values) and not all(map(numbers, values)):
+            figures[key] = sorted({item for v in values for item in v})  # errors seen
+        elif not all(numbers(v) for v in values):
+            figures[key] = value
+        elif isinstance(value, list):
+            figures[key] = [middle(column) for column in zip(*values, strict=True)]
+        else:
+            figures[key] = middle(values)
+    return figures
+
+
+def others_cpu(figures):
+    """CPU the machine spent on programs other than this bench's during the chat phase,
+    in % of one CPU."""
+    ours = sum(figures["process_cpu_pct"]) + sum(figures["others_cpu_pct"])
+    ours += sum(figures["loadgen_cpu_pct"])
+    return max(figures["machine_busy_pct"] * (os.cpu_count() or 1) - ours, 0.0)
+
+
+def print_processes_report(results, args, load_before):
+    labels = list(results)
+    print(
+        f"\n{args.participants} participants over loopback, one room; {args.workers} load-generator "
+        f"processes; {machine()}; load average {load_before} before the run; each figure is the median "
+        f"of {args.rounds} rounds, the configurations taking turns\n"
+    )
+
+    def cell(value, digits=1):
+        if value is None:
+            return "-"
+        if isinstance(value, list):
+            return " + ".join(f"{v:.0f}" for v in value) or "-"
+        return f"{value:,.{digits}f}" if isinstance(value, float) else f"{value}"
+
+    rows = [
+        ("participants held", lambda f: f["held"]),
+        ("GET /users counted", lambda f: f["users_count"]),
+        ("time to reach all, p50 (ms)", lambda f: f.get("reach_all_p50_ms")),
+        ("time to reach all, p99 (ms)", lambda f: f.get("reach_all_p99_ms")),
+        ("deliveries/s", lambda f: f["deliveries_per_s"]),
+        (
+            "first on the sender's process, p50 (ms)",
+            lambda f: f.get("first_here_p50_ms"),
+        ),
+        (
+            "first on the sender's process, p99 (ms)",
+            lambda f: f.get("first_here_p99_ms"),
+        ),
+        ("first on another process, p50 (ms)", lambda f: f.get("first_there_p50_ms")),
+        ("first on another process, p99 (ms)", lambda f: f.get("first_there_p99_ms")),
+        ("memory per participant (KiB)", lambda f: f["rss_per_participant_kib"]),
+        ("CPU per app process (% of one CPU)", lambda f: f["process_cpu_pct"]),
+        ("redis-server CPU (%)", lambda f: f["others_cpu_pct"] or None),
+        ("load generators CPU (%)", lambda f: f["loadgen_cpu_pct"]),
+        (
+            "app CPU per delivery (us)",
+            lambda f: f["server_cpu_pct"] * 1e4 / max(f["deliveries_per_s"], 1),
+        ),
+        ("whole machine busy (%)", lambda f: f["machine_busy_pct"]),
+        ("other programs' CPU (% of one CPU)", others_cpu),
+    ]
+    width = max(22, *(len(label) + 2 for label in labels))
+    print(f"{'':42}" + "".join(f"{label:>{width}}" for label in labels))
+    for title, pick in rows:
+        print(
+            f"{title:42}"
+            + "".join(f"{cell(pick(results[label])):>{width}}" for label in labels)
+        )
+    base = results[labels[0]]["deliveries_per_s"] or 1
+    print(
+        "\ndeliveries/s against 1 process: "
+        + ", ".join(
+            f"{label} {results[label]['deliveries_per_s'] / base:.2f}x"
+            for label in labels
+        )
+    )
+    for label in labels:
+        figures = results[label]
+        runs = figures["rounds"]
+        print(
+            f"{label}, round by round: deliveries/s "
+            + " / ".join(f"{run['deliveries_per_s']:,.0f}" for run in runs)
+            + "; p99 to all (ms) "
+            + " / ".join(f"{run.get('reach_all_p99_ms', 0):.1f}" for run in runs)
+            + "; other programs' CPU (%) "
+            + " / ".join(f"{others_cpu(run):.0f}" for run in runs)
+        )
+        print(
+            f"   {figures['connected']} connected, the join storm over in {figures['join_seconds']:.1f} s; "
+            f"{figures['probes_complete']} of {args.probes} probes reached everyone; "
+            f"{figures['live_after_flood']} still connected after the chat phase."
+        )
+        if figures["connect_errors"]:
+            print(f"   connection errors: {figures['connect_errors']}")
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -480,6 +696,22 @@ def main():
         help="measure the room chat without (solutions/room) and with (solutions/history) "
         "the chapter history, on a fresh file, instead of against the reference server",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="one room over Redis instead (docs/scale.md#measured): the finished room in "
+        "1 process, the scale chapter's in 1 process with Redis, and in N processes "
+        "(127.0.0.2, .3, ...) with Redis",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        metavar="R",
+        help="with --processes: the configurations take turns R times and each figure "
+        "is the median (default 3)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
         "--time-limit",
@@ -492,6 +724,7 @@ def main():
         parser.error(
             "the bench runs on Linux and macOS (it needs SIGALRM and select on pipes)"
         )
+    check_choices(parser, args)
 
     def out_of_time(signum, frame):
         raise TimeoutError(f"the bench was still running after {args.time_limit} s")
@@ -501,9 +734,65 @@ def main():
     # So that `finally` stops what we started.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
 
-    scratch = tempfile.TemporaryDirectory(prefix="bench-history-")
+    load_before = " ".join(f"{load:.2f}" for load in psutil.getloadavg())
+    if args.processes:
+        results = measure_processes(args)
+        print_processes_report(results, args, load_before)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-history-") as scratch:
+            results = measure_servers(args, Path(scratch))
+        print_report(results, args, load_before)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "load_before": load_before,
+                    "args": vars(args) | {"json": str(args.json)},
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
+
+
+def check_choices(parser, args):
+    """What cannot be measured as asked gets a clear error before anything starts."""
+    for name in ("participants", "workers", "probes", "senders", "window"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    for spec in args.server or []:
+        if "=" not in spec or not spec.split("=", 1)[1].strip():
+            parser.error(f"--server {spec!r}: write LABEL=COMMAND")
+    if args.history and args.server:
+        parser.error("--history and --server are two different runs: choose one")
+    if args.processes == 0:
+        if args.rounds is not None:
+            parser.error("--rounds goes with --processes N")
+        return
+    if args.history or args.server:
+        given = "--history" if args.history else "--server"
+        parser.error(f"--processes and {given} are two different runs: choose one")
+    if args.processes < 2:
+        parser.error(
+            "--processes N compares 1 process with N over Redis: N must be 2 or more"
+        )
+    if args.processes > args.workers:
+        parser.error(
+            f"--processes {args.processes} needs at least as many load generators: "
+            f"--workers {args.processes} or more"
+        )
+    args.rounds = 3 if args.rounds is None else args.rounds
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if find_redis_server() is None:
+        parser.error(INSTALL)
+
+
+def measure_servers(args, scratch):
+    """The finished chat and the reference server, the --history pair, or --server's."""
     if args.history:
-        servers = history_servers(Path(scratch.name) / "chat-history.db")
+        servers = history_servers(scratch / "chat-history.db")
     elif args.server:
         servers = {
             label: command.replace("{python}", sys.executable).split()
@@ -525,29 +814,15 @@ def main():
                 "{port}",
             ],
         }
-    load_before = " ".join(f"{load:.2f}" for load in psutil.getloadavg())
     results = {}
     for label, command in servers.items():
         print(f"measuring {label} ...", flush=True)
         server = Server(label, command)
         try:
-            results[label] = measure(server, args)
+            results[label] = measure([server], args)
         finally:
             server.stop()
-    scratch.cleanup()
-    print_report(results, args, load_before)
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "machine": machine(),
-                    "load_before": load_before,
-                    "args": vars(args) | {"json": str(args.json)},
-                    "results": results,
-                },
-                indent=2,
-            )
-        )
+    return results
 
 
 if __name__ == "__main__":

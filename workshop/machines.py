@@ -16,29 +16,19 @@ Every process started here is stopped after the test. Without redis-server the c
 skip with the command that installs it (under CI=true they fail).
 """
 
-import socket
 import sys
 import threading
 
 import pytest
 
 from workshop.harness import WAIT_SECONDS, ChatClient, ChatServer
+from workshop.ports import loopback_address
 from workshop.redis_server import RedisMissing, RedisServer, unavailable
 
 ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
 # The app's heartbeat in these checks (30 s in class): the silence limit is then 3 s.
 HEARTBEAT_SECONDS = 1.0
 SILENCE_LIMIT_SECONDS = 3 * HEARTBEAT_SECONDS
-
-
-def address(wanted: str) -> str:
-    """`wanted` if this computer can listen on it, else 127.0.0.1."""
-    with socket.socket() as probe:
-        try:
-            probe.bind((wanted, 0))
-            return wanted
-        except OSError:
-            return "127.0.0.1"
 
 
 class Person:
@@ -208,7 +198,7 @@ def machines(app_dir, redis_server):
         }
         fresh = []
         for wanted in ADDRESSES[len(started) : len(started) + count]:
-            host = address(wanted)
+            host = loopback_address(wanted)
             command = [sys.executable, str(app_dir / "app.py")]
             command += ["--host", host, "--port", "{port}", *arguments]
             fresh.append(ChatServer(app_dir, command, env, host=host))

@@ -34,6 +34,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+def loopback_address(wanted: str) -> str:
+    """`wanted` (127.0.0.2 plays another machine) if this computer can listen on it, else
+    127.0.0.1: macOS has no other loopback address (scale.md#machines)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((wanted, 0))
+            return wanted
+        except OSError:
+            return "127.0.0.1"
+
+
 def who_listens(port: int) -> str | None:
     """'pid 4242: python -m workshop.serve steps/step3', or None where the system does not
     tell (a process of another user)."""
