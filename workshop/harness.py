@@ -120,8 +120,11 @@ class ChatServer:
             ) from None
 
     # --- WebSocket clients -------------------------------------------------------------------------------------
-    def connect(self, path: str = "/ws/chat") -> "ChatClient":
-        client = ChatClient(self.url.replace("http", "ws", 1) + path)
+    def connect(
+        self, path: str = "/ws/chat", source: str | None = None
+    ) -> "ChatClient":
+        """A new participant; source="127.0.0.2" connects from another loopback address."""
+        client = ChatClient(self.url.replace("http", "ws", 1) + path, source)
         self._clients.append(client)
         return client
 
@@ -208,7 +211,9 @@ def describe(messages: list) -> str:
 class ChatClient:
     """A chat participant: a real WebSocket connection plus the messages it has received so far."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, source: str | None = None):
+        # Extra keywords reach socket.create_connection: the address to connect from.
+        origin = {"source_address": (source, 0)} if source else {}
         try:
             # max_queue=None: keep reading frames even when the test has not consumed them yet; a client with a
             # full queue stops reading the socket and would only notice the server's close after close_timeout.
@@ -219,6 +224,7 @@ class ChatClient:
                 max_queue=None,
                 close_timeout=1,
                 legacy=True,
+                **origin,
             )
         except Exception as error:
             raise AssertionError(
