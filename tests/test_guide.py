@@ -39,6 +39,15 @@ NUMBERS_IN_THE_PROSE = [
     ),
     ("solutions/room/classroom.py", "MAX_BACKLOG", 5000, "room.md, disconnects.md"),
     ("solutions/room/classroom.py", "DELIVERY_THREADS", 4, "room.md"),
+    ("solutions/guard/app.py", "MESSAGES_PER_SECOND", 5, "guard.md, disconnects.md"),
+    ("solutions/guard/app.py", "MESSAGE_BURST", 10, "guard.md, disconnects.md"),
+    (
+        "solutions/guard/guard.py",
+        "MAX_PER_ADDRESS",
+        8,
+        "guard.md, disconnects.md, instructor.md",
+    ),
+    ("solutions/guard/guard.py", "HEADER_SECONDS", 5, "guard.md"),
 ]
 
 
