@@ -299,7 +299,8 @@ def measure(server, args):
                 }
                 for share in shares
             ],
-            timeout=120,
+            # Joining is part of the join storm: a slow server at 2,000 takes minutes.
+            timeout=max(120.0, args.participants**2 / 2 / 10000),
         )
         connected = [r["connected"] for r in replies]
         figures["connected"] = sum(connected)
