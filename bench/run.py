@@ -195,6 +195,10 @@ class Server:
                 self.process.wait()
 
 
+class LoadGeneratorTimeout(TimeoutError):
+    """The server under test was too slow for a phase: the bench reports it and goes on."""
+
+
 class LoadGenerators:
     """Several bench/loadgen.py processes, driven in lock step over pipes."""
 
@@ -223,7 +227,7 @@ class LoadGenerators:
                 list(waiting), [], [], max(deadline - time.monotonic(), 0)
             )
             if not ready:
-                raise TimeoutError(
+                raise LoadGeneratorTimeout(
                     f"a load generator did not answer within {timeout:.0f} s"
                 )
             for fd in ready:
@@ -434,7 +438,9 @@ def print_report(results, args, load_before):
     for key, label in ROWS:
         values = [results[name].get(key) for name in labels]
         line = f"{label:30}" + "".join(
-            f"{value:>14,.1f}" if isinstance(value, float) else f"{value!s:>14}"
+            f"{value:>14,.1f}"
+            if isinstance(value, float)
+            else f"{'-' if value is None else value!s:>14}"
             for value in values
         )
         if len(labels) == 2 and all(isinstance(v, (int, float)) and v for v in values):
@@ -443,6 +449,9 @@ def print_report(results, args, load_before):
     print()
     for name in labels:
         figures = results[name]
+        if "failed" in figures:
+            print(f"{name}: not measured to the end: {figures['failed']}.")
+            continue
         print(
             f"{name}: {figures['connected']} connected and the join storm over in {figures['join_seconds']:.1f} s; "
             f"GET /users counted {figures['users_count']}; {figures['probes_complete']} of {args.probes} probes "
@@ -565,6 +574,8 @@ def main():
         server = Server(label, command)
         try:
             results[label] = measure(server, args)
+        except LoadGeneratorTimeout as error:
+            results[label] = {"failed": str(error)}
         finally:
             server.stop()
     print_report(results, args, load_before)
