@@ -153,6 +153,10 @@ class WindowSampler(threading.Thread):
 # --- the processes -----------------------------------------------------------------------------------
 
 
+class TooSlow(TimeoutError):
+    """The server under test was too slow for a phase: the bench reports it and goes on."""
+
+
 class Server:
     """A chat server in a subprocess on a free loopback port."""
 
@@ -180,10 +184,13 @@ class Server:
                 time.sleep(0.05)
 
     def users(self):
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{self.port}/users", timeout=10
-        ) as response:
-            return json.load(response)
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/users", timeout=10
+            ) as response:
+                return json.load(response)
+        except TimeoutError:
+            raise TooSlow("GET /users got no answer within 10 s") from None
 
     def stop(self):
         if self.process.poll() is None:
@@ -193,10 +200,6 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-class LoadGeneratorTimeout(TimeoutError):
-    """The server under test was too slow for a phase: the bench reports it and goes on."""
 
 
 class LoadGenerators:
@@ -227,9 +230,7 @@ class LoadGenerators:
                 list(waiting), [], [], max(deadline - time.monotonic(), 0)
             )
             if not ready:
-                raise LoadGeneratorTimeout(
-                    f"a load generator did not answer within {timeout:.0f} s"
-                )
+                raise TooSlow(f"a load generator did not answer within {timeout:.0f} s")
             for fd in ready:
                 process = waiting.pop(fd)
                 line = process.stdout.readline()
@@ -315,10 +316,12 @@ def measure(server, args):
         join_storm = max(60.0, args.participants**2 / 2 / 10000)
         # A participant is in the room once its handler has registered it, a little after the handshake.
         deadline = time.monotonic() + join_storm
-        while (
-            server.users()["count"] < figures["connected"]
-            and time.monotonic() < deadline
-        ):
+        while time.monotonic() < deadline:
+            try:
+                if server.users()["count"] >= figures["connected"]:
+                    break
+            except TooSlow:
+                pass  # busy announcing the joins: ask again until the deadline
             time.sleep(0.05)
         # The first probe queues behind every announcement: once everyone has it, the room is quiet.
         _, held = probe(loadgens, 0, 0, 0, timeout=join_storm)
@@ -574,7 +577,7 @@ def main():
         server = Server(label, command)
         try:
             results[label] = measure(server, args)
-        except LoadGeneratorTimeout as error:
+        except TooSlow as error:
             results[label] = {"failed": str(error)}
         finally:
             server.stop()
