@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -189,7 +190,11 @@ class Server:
                 f"http://127.0.0.1:{self.port}/users", timeout=10
             ) as response:
                 return json.load(response)
-        except TimeoutError:
+        except (TimeoutError, urllib.error.URLError) as error:
+            if not isinstance(error, TimeoutError) and not isinstance(
+                error.reason, TimeoutError
+            ):
+                raise  # refused: not started yet, or stopped
             raise TooSlow("GET /users got no answer within 10 s") from None
 
     def stop(self):
