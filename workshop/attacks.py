@@ -128,7 +128,7 @@ def half_sent_heads(server: ChatServer, count: int, seconds: float = 30):
     """`count` connections from ATTACKER, each with a request head it never finishes, opened as
     fast as the machine allows (at most `seconds`). Yields the open sockets; closes them all."""
     allow_files(count + 200)
-    sockets = []
+    sockets: list[socket.socket] = []
     deadline = time.monotonic() + seconds
     try:
         while len(sockets) < count and time.monotonic() < deadline:

@@ -212,8 +212,6 @@ class ChatClient:
     """A chat participant: a real WebSocket connection plus the messages it has received so far."""
 
     def __init__(self, url: str, source: str | None = None):
-        # Extra keywords reach socket.create_connection: the address to connect from.
-        origin = {"source_address": (source, 0)} if source else {}
         try:
             # max_queue=None: keep reading frames even when the test has not consumed them yet; a client with a
             # full queue stops reading the socket and would only notice the server's close after close_timeout.
@@ -224,7 +222,8 @@ class ChatClient:
                 max_queue=None,
                 close_timeout=1,
                 legacy=True,
-                **origin,
+                # Passed on to socket.create_connection: the address to connect from.
+                source_address=(source, 0) if source else None,
             )
         except Exception as error:
             raise AssertionError(
