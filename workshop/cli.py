@@ -108,7 +108,9 @@ def _runs_modern_python(python: Path) -> bool:
 def run_foreground(command: list[str], env: dict | None = None) -> int:
     """Run a command as if typed in this terminal: Ctrl-C reaches it (not us), and if it
     dies of a signal, so do we, as make and shells expect of an interrupted command."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A handler that does nothing, not SIG_IGN: an ignored SIGINT is inherited, and the
+    # command (pytest, and the demos and bots the checks start) would never see Ctrl-C.
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
         status = subprocess.run(command, cwd=ROOT, env=env).returncode
     finally:
