@@ -4,12 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from workshop.progress import junit_outcomes
 from workshop.steps import ROOT
 
 
@@ -38,25 +38,37 @@ def run_step_checks(
         str(app_dir),
         *map(str, check_dirs),
     ]
+    # An app that keeps data (the login chapter's accounts and key) keeps it here, never
+    # in the user's own data folder; the checks that need their own set CHAT_DATA.
+    data = tmp_path / f"chat-data-{len(list(tmp_path.iterdir()))}"
     finished = subprocess.run(
         command,
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "CHAT_DATA": str(data), **(env or {})},
     )
-    outcomes = {}
-    if report.exists():
-        for case in ElementTree.parse(report).iter("testcase"):
-            name = f"{case.get('classname')}::{case.get('name')}"
-            kinds = {child.tag for child in case}
-            outcome = next(
-                (kind for kind in ("failure", "error", "skipped") if kind in kinds),
-                "passed",
-            )
-            outcomes[name] = {"failure": "failed"}.get(outcome, outcome)
+    outcomes = junit_outcomes(report) if report.exists() else {}
     return CheckRun(finished.returncode, finished.stdout + finished.stderr, outcomes)
+
+
+@pytest.fixture(scope="session")
+def guide_site(tmp_path_factory) -> Path:
+    """The guide, built once with `mkdocs build --strict` for every test that reads it."""
+    site = tmp_path_factory.mktemp("guide-site")
+    finished = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=120,
+    )
+    assert finished.returncode == 0, (
+        f"mkdocs build --strict failed:\n{finished.stdout}\n{finished.stderr}"
+    )
+    return site
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ and plain HTTP. Every wait is a wait for an event (a message, an open port) with
 """
 
 import base64
+import http.client
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -19,9 +19,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as websocket_connect
 
+from workshop import processes, redis_server
 from workshop.ports import free_port
 from workshop.steps import ROOT
 
@@ -41,18 +42,30 @@ class ChatServer:
         command: list[str],
         env: dict | None = None,
         port: int | None = None,
+        host: str = "127.0.0.1",
     ):
         self.app_dir = Path(app_dir)
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/ws/chat"
+        self.host = host  # 127.0.0.2 plays another machine (scale.md#machines)
+        self.port = port or free_port(host)
+        self.url = f"http://{host}:{self.port}"
+        self.ws_url = f"ws://{host}:{self.port}/ws/chat"
         # A file, not a pipe: a server that logs a lot must never block on a full pipe nobody reads.
         self._log = tempfile.NamedTemporaryFile(
             prefix="chat-server-", suffix=".log", delete=False
         )
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
         environment.pop("CELLO_ENV", None)  # production mode forks one process per CPU
+        # Its own chat history (chapter history.md), in a folder deleted with this object: each check starts
+        # from an empty room.
+        self._history_folder = tempfile.TemporaryDirectory(prefix="chat-history-")
+        environment["CHAT_HISTORY"] = str(
+            Path(self._history_folder.name) / "chat-history.db"
+        )
         environment.update(env or {})
+        # The scale chapter's app talks to Redis: one of its own unless the check gives one.
+        self.redis = redis_server.for_a_check(self.app_dir, env or {})
+        if self.redis is not None:
+            environment["REDIS_URL"] = self.redis.url
         self.process = subprocess.Popen(
             [part.replace("{port}", str(self.port)) for part in command],
             cwd=ROOT,
@@ -62,6 +75,7 @@ class ChatServer:
             start_new_session=True,  # so stop() can end the server and anything it started
         )
         self._clients: list[ChatClient] = []
+        self._final_output: str | None = None  # kept once stopped, its log deleted
 
     def wait_until_accepting(self, timeout: float = STARTUP_SECONDS) -> "ChatServer":
         deadline = time.monotonic() + timeout
@@ -83,7 +97,7 @@ class ChatServer:
                     f"It printed:\n{printed}{hint}"
                 )
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
                 return self
             except OSError:
                 time.sleep(0.02)
@@ -119,14 +133,61 @@ class ChatServer:
                 f"GET {path} should answer JSON, but answered: {body[:300]}"
             ) from None
 
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: str | bytes | None = None,
+        headers: dict | None = None,
+    ) -> tuple[int, dict, str]:
+        """(status, headers with lower-case names, body text) of any request. Redirects
+        are returned, not followed; an HTTP error status is returned, not raised."""
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=WAIT_SECONDS
+        )
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            text = response.read().decode(errors="replace")
+        except OSError as error:
+            raise AssertionError(f"{method} {path} got no answer: {error}") from None
+        finally:
+            connection.close()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, text
+
     # --- WebSocket clients -------------------------------------------------------------------------------------
     def connect(
-        self, path: str = "/ws/chat", source: str | None = None
+        self,
+        path: str = "/ws/chat",
+        headers: dict | None = None,
+        source: str | None = None,
     ) -> "ChatClient":
-        """A new participant; source="127.0.0.2" connects from another loopback address."""
-        client = ChatClient(self.url.replace("http", "ws", 1) + path, source)
+        """A new participant; `headers` go with the upgrade request (a login's cookie),
+        source="127.0.0.2" connects from another loopback address."""
+        client = ChatClient(
+            self.url.replace("http", "ws", 1) + path, headers=headers, source=source
+        )
         self._clients.append(client)
         return client
+
+    def refusal(
+        self, headers: dict | None = None, path: str = "/ws/chat"
+    ) -> tuple[int, str] | None:
+        """(status, body) with which the server refuses a WebSocket upgrade carrying these
+        headers; None if it lets the connection in (which is then closed at once)."""
+        try:
+            websocket_connect(
+                self.url.replace("http", "ws", 1) + path,
+                additional_headers=headers,
+                open_timeout=WAIT_SECONDS,
+                legacy=True,
+            ).close()
+        except InvalidStatus as refused:
+            response = refused.response
+            return response.status_code, bytes(response.body or b"").decode(
+                errors="replace"
+            )
+        return None
 
     def close_clients(self) -> None:
         for client in self._clients:
@@ -135,6 +196,8 @@ class ChatServer:
 
     # --- life cycle --------------------------------------------------------------------------------------------
     def output(self) -> str:
+        if self._final_output is not None:  # stopped: its log file is gone
+            return self._final_output
         return Path(self._log.name).read_text(errors="replace")
 
     def output_tail(self, lines: int = 15) -> str:
@@ -144,21 +207,20 @@ class ChatServer:
 
     def stop(self) -> None:
         self.close_clients()
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)  # Ctrl-C, as a learner would
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self._log.close()
+        processes.stop(self.process)  # Ctrl-C, as a learner would, then kill
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+        if self._final_output is None:
+            self._final_output = self.output()
+            self._log.close()
+            Path(self._log.name).unlink(missing_ok=True)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
         self.stop()
-        Path(self._log.name).unlink(missing_ok=True)
 
 
 def start_server(
@@ -166,6 +228,7 @@ def start_server(
     env: dict | None = None,
     direct: bool = False,
     port: int | None = None,
+    host: str = "127.0.0.1",
 ) -> ChatServer:
     """Start app_dir's app on a free port: through `workshop.serve` (as `make step N` does), or with
     `direct=True` as `python app.py --port P` (step 7's own entry point). `port=` restarts a stopped
@@ -176,7 +239,7 @@ def start_server(
             sys.executable,
             str(app_dir / "app.py"),
             "--host",
-            "127.0.0.1",
+            host,
             "--port",
             "{port}",
         ]
@@ -187,11 +250,11 @@ def start_server(
             "workshop.serve",
             str(app_dir),
             "--host",
-            "127.0.0.1",
+            host,
             "--port",
             "{port}",
         ]
-    server = ChatServer(app_dir, command, env, port)
+    server = ChatServer(app_dir, command, env, port, host)
     try:
         return server.wait_until_accepting()
     except BaseException:  # a Ctrl-C during the wait too: never leave a server behind
@@ -211,12 +274,15 @@ def describe(messages: list) -> str:
 class ChatClient:
     """A chat participant: a real WebSocket connection plus the messages it has received so far."""
 
-    def __init__(self, url: str, source: str | None = None):
+    def __init__(
+        self, url: str, headers: dict | None = None, source: str | None = None
+    ):
         try:
             # max_queue=None: keep reading frames even when the test has not consumed them yet; a client with a
             # full queue stops reading the socket and would only notice the server's close after close_timeout.
             self.connection = websocket_connect(
                 url,
+                additional_headers=headers,
                 open_timeout=WAIT_SECONDS,
                 max_size=None,
                 max_queue=None,
