@@ -25,6 +25,7 @@ SHOWN_PORT = (
 DEPARTURE_SECONDS = (
     5  # how long terminal 1 waits to hear that terminal 2 left (step 3 never does)
 )
+SHOWN_SERVER = "laptop-4242-a1b2c3"  # a server's id (host-pid-random) changes every run
 PROBE = [
     "sync-probe"
 ]  # a JSON array: every step since 3 answers it with an error, in order
@@ -107,7 +108,7 @@ def _two_terminals(first: Terminal, server) -> tuple[str, str]:
     first.settle()
     status, _, body = server.get("/users")
     users = (
-        _console(f"$ curl http://127.0.0.1:{SHOWN_PORT}/users", body.rstrip())
+        _console(f"$ curl http://127.0.0.1:{SHOWN_PORT}/users", _shown_users(body))
         if status == 200
         else ""
     )
@@ -122,6 +123,20 @@ def _two_terminals(first: Terminal, server) -> tuple[str, str]:
         + _console(*second.lines)
     )
     return terminals, users
+
+
+def _shown_users(body: str) -> str:
+    """GET /users as shown: the scale chapter's server ids made the same every run."""
+    try:
+        users = json.loads(body)
+    except ValueError:
+        return body.rstrip()
+    servers = users.get("servers") if isinstance(users, dict) else None
+    if not isinstance(servers, dict):
+        return body.rstrip()
+    shown = [SHOWN_SERVER.replace("4242", str(4242 + n)) for n in range(len(servers))]
+    users["servers"] = dict(zip(shown, servers.values(), strict=True))
+    return json.dumps(users, separators=(",", ":"))
 
 
 def _console(*lines: str) -> str:
