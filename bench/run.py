@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import IO
@@ -124,6 +125,10 @@ def pipe(stream: IO[str] | None) -> IO[str]:
 # --- the processes -----------------------------------------------------------------------------------
 
 
+class TooSlow(TimeoutError):
+    """The server under test was too slow for a phase: the bench reports it and goes on."""
+
+
 class Server:
     """A chat server in a subprocess on a free port of `host` (127.0.0.2 plays another
     machine); `env` is added to the environment."""
@@ -157,10 +162,17 @@ class Server:
                 time.sleep(0.05)
 
     def users(self):
-        with urllib.request.urlopen(
-            f"http://{self.host}:{self.port}/users", timeout=10
-        ) as response:
-            return json.load(response)
+        try:
+            with urllib.request.urlopen(
+                f"http://{self.host}:{self.port}/users", timeout=10
+            ) as response:
+                return json.load(response)
+        except (TimeoutError, urllib.error.URLError) as error:
+            if not isinstance(error, TimeoutError) and not isinstance(
+                error.reason, TimeoutError
+            ):
+                raise  # refused: not started yet, or stopped
+            raise TooSlow("GET /users got no answer within 10 s") from None
 
     def stop(self):
         processes.stop(self.process)
@@ -194,9 +206,7 @@ class LoadGenerators:
                 list(waiting), [], [], max(deadline - time.monotonic(), 0)
             )
             if not ready:
-                raise TimeoutError(
-                    f"a load generator did not answer within {timeout:.0f} s"
-                )
+                raise TooSlow(f"a load generator did not answer within {timeout:.0f} s")
             for fd in ready:
                 process = waiting.pop(fd)
                 line = pipe(process.stdout).readline()
@@ -272,7 +282,8 @@ def measure(servers, args, others=()):
                 }
                 for share, target in zip(shares, serving, strict=True)
             ],
-            timeout=120,
+            # Joining is part of the join storm: a slow server at 2,000 takes minutes.
+            timeout=max(120.0, args.participants**2 / 2 / 10000),
         )
         connected = [r["connected"] for r in replies]
         figures["connected"] = sum(connected)
@@ -283,10 +294,12 @@ def measure(servers, args, others=()):
         join_storm = max(60.0, args.participants**2 / 2 / 10000)
         # A participant is in the room once its handler has registered it, a little after the handshake.
         deadline = time.monotonic() + join_storm
-        while (
-            server.users()["count"] < figures["connected"]
-            and time.monotonic() < deadline
-        ):
+        while time.monotonic() < deadline:
+            try:
+                if server.users()["count"] >= figures["connected"]:
+                    break
+            except TooSlow:
+                pass  # busy announcing the joins: ask again until the deadline
             time.sleep(0.05)
         # The first probe queues behind every announcement: once everyone has it, the room is quiet.
         _, held, _ = probe(loadgens, 0, 0, 0, timeout=join_storm)
@@ -428,7 +441,9 @@ def print_report(results, args, load_before):
     for key, label in ROWS:
         values = [results[name].get(key) for name in labels]
         line = f"{label:30}" + "".join(
-            f"{value:>14,.1f}" if isinstance(value, float) else f"{value!s:>14}"
+            f"{value:>14,.1f}"
+            if isinstance(value, float)
+            else f"{'-' if value is None else value!s:>14}"
             for value in values
         )
         if len(labels) == 2 and all(isinstance(v, (int, float)) and v for v in values):
@@ -437,6 +452,9 @@ def print_report(results, args, load_before):
     print()
     for name in labels:
         figures = results[name]
+        if "failed" in figures:
+            print(f"{name}: not measured to the end: {figures['failed']}.")
+            continue
         print(
             f"{name}: {figures['connected']} connected and the join storm over in {figures['join_seconds']:.1f} s; "
             f"GET /users counted {figures['users_count']}; {figures['probes_complete']} of {args.probes} probes "
@@ -820,6 +838,8 @@ def measure_servers(args, scratch):
         server = Server(label, command)
         try:
             results[label] = measure([server], args)
+        except TooSlow as error:
+            results[label] = {"failed": str(error)}
         finally:
             server.stop()
     return results

@@ -224,7 +224,7 @@ def test_the_projector_view_shows_how_to_join_who_is_online_and_a_quiet_chat(
         assert page.locator("#join").inner_text() == "192.168.1.20:8000"
         assert (
             page.locator("#checkpoint").inner_text()
-            == f"Chapter room: {checkpoint.title}"
+            == f"Chapter {checkpoint.key}: {checkpoint.title}"
         )
         assert sorted(
             page.locator("#online span").all_inner_texts(), key=str.casefold
@@ -437,6 +437,14 @@ def test_a_class_reports_to_a_real_dashboard(
     )
     stuck = page.locator("#stuck li strong").all_inner_texts()
     assert stuck == ["Radia", "Ada", "Grace", "Hedy", "Linus"], stuck
+    # Every step and chapter and the side panels fit the projector, nothing cut off.
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= PROJECTOR["width"], f"the dashboard is {width} px wide"
+    box = page.evaluate(
+        "() => { const b = document.getElementById('grid-box');"
+        " return [b.scrollWidth, b.clientWidth]; }"
+    )
+    assert box[0] <= box[1], f"the grid needs {box[0]} px, has {box[1]}"
     save_screenshot(page, "dashboard.png")
 
     # A check result, from the learner's send to the dashboard's page.

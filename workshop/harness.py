@@ -157,10 +157,16 @@ class ChatServer:
 
     # --- WebSocket clients -------------------------------------------------------------------------------------
     def connect(
-        self, path: str = "/ws/chat", headers: dict | None = None
+        self,
+        path: str = "/ws/chat",
+        headers: dict | None = None,
+        source: str | None = None,
     ) -> "ChatClient":
-        """A new participant; `headers` go with the upgrade request (a login's cookie)."""
-        client = ChatClient(self.url.replace("http", "ws", 1) + path, headers)
+        """A new participant; `headers` go with the upgrade request (a login's cookie),
+        source="127.0.0.2" connects from another loopback address."""
+        client = ChatClient(
+            self.url.replace("http", "ws", 1) + path, headers=headers, source=source
+        )
         self._clients.append(client)
         return client
 
@@ -268,7 +274,9 @@ def describe(messages: list) -> str:
 class ChatClient:
     """A chat participant: a real WebSocket connection plus the messages it has received so far."""
 
-    def __init__(self, url: str, headers: dict | None = None):
+    def __init__(
+        self, url: str, headers: dict | None = None, source: str | None = None
+    ):
         try:
             # max_queue=None: keep reading frames even when the test has not consumed them yet; a client with a
             # full queue stops reading the socket and would only notice the server's close after close_timeout.
@@ -280,6 +288,8 @@ class ChatClient:
                 max_queue=None,
                 close_timeout=1,
                 legacy=True,
+                # Passed on to socket.create_connection: the address to connect from.
+                source_address=(source, 0) if source else None,
             )
         except Exception as error:
             raise AssertionError(
