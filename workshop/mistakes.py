@@ -1,0 +1,354 @@
+"""The typical mistakes gate: every wrong answer in tests/mistakes.toml must fail its step's checks.
+
+Each mistake is a small change to a step's finished code (solutions/<folder>). The gate applies it to a
+copy and runs the step's checks on that copy, exactly as a learner runs them (`pytest steps/<folder>
+--app COPY`), then requires what a learner needs from a failure: the run fails, fast, in plain words,
+and points to the guide section that explains the mistake. The catalogue's header says how to add one.
+
+    python -m workshop.mistakes                    # every mistake, a line each; exit status 1 if one slips
+    python -m workshop.mistakes step4 room         # only these steps' mistakes (or ids, or parts of ids)
+    python -m workshop.mistakes --show ID          # the failure a learner sees for that mistake
+    python -m workshop.mistakes --repeat 100 ID    # how often a race mistake is caught, out of 100 runs
+
+`make test` runs it (tests/test_mistakes.py) with the checks as shipped (workshop/shipped.py).
+"""
+
+import argparse
+import concurrent.futures
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workshop.starters import app_files
+from workshop.steps import ROOT, Step, step
+
+CATALOGUE = ROOT / "tests" / "mistakes.toml"
+# A learner's whole `pytest steps/stepN` on a wrong answer must end within this (issue 9).
+MISTAKE_SECONDS = 10.0
+# Past this the run counts as a hang, and is stopped.
+HANG_SECONDS = 60.0
+# How a failure reads (workshop/pytest_plugin.py writes it).
+CHECK_LINE = re.compile(r"^Check: ", re.MULTILINE)
+# What a failure must never show: a traceback, or pytest's own "E   ..." lines around one.
+BARE_TRACEBACK = re.compile(
+    r"Traceback \(most recent call last\)|^E\s{3}", re.MULTILINE
+)
+FIELDS = {"id", "step", "did", "read", "says", "origin", "race", "change"}
+ORIGINS = {"tutorial", "reported", "misread"}
+
+
+class CatalogueError(Exception):
+    """The catalogue itself is wrong: a missing field, an edit that no longer applies."""
+
+
+@dataclass(frozen=True)
+class Change:
+    file: str
+    find: str
+    put: str
+
+
+@dataclass(frozen=True)
+class Mistake:
+    id: str
+    step: Step
+    did: str
+    read: str  # "step4.md#broadcast": the section a failure must link
+    changes: tuple[Change, ...]
+    says: tuple[str, ...] = ()  # texts the failure must contain
+    origin: str = "misread"
+    race: bool = False
+
+    def files(self) -> dict[str, str]:
+        """The app's files with the mistake made: relative name -> text."""
+        solution = self.step.solution_dir
+        files = {
+            name: path.read_text(encoding="utf-8")
+            for name, path in app_files(solution).items()
+        }
+        for number, change in enumerate(self.changes, 1):
+            where = f"{self.id}, change {number} ({change.file})"
+            if change.file not in files:
+                raise CatalogueError(
+                    f"{where}: solutions/{self.step.folder} has no {change.file}"
+                )
+            found = files[change.file].count(change.find)
+            if found != 1:
+                raise CatalogueError(
+                    f"{where}: its `find` text occurs {found} times in "
+                    f"solutions/{self.step.folder}/{change.file}, not once: update it "
+                    f"to the finished code.\n--- find:\n{change.find}"
+                )
+            files[change.file] = files[change.file].replace(change.find, change.put)
+        return files
+
+    def write(self, folder: Path) -> Path:
+        """The finished code with this mistake in it, in folder/<id>/."""
+        target = folder / self.id
+        if target.exists():
+            shutil.rmtree(target)
+        for name, text in self.files().items():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_text(text, encoding="utf-8")
+        return target
+
+
+def load(path: Path = CATALOGUE) -> list[Mistake]:
+    """Every mistake in the catalogue, checked for the fields it must have."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise CatalogueError(f"{path.name} is not valid TOML: {error}") from None
+    mistakes, seen = [], set()
+    for number, entry in enumerate(data.get("mistake", []), 1):
+        name = entry.get("id", f"mistake number {number}")
+        unknown = set(entry) - FIELDS
+        missing = {"id", "step", "did", "read", "change"} - set(entry)
+        if unknown or missing:
+            raise CatalogueError(
+                f"{name}: unknown fields {sorted(unknown)}, missing {sorted(missing)}"
+            )
+        try:
+            its_step = step(entry["step"])
+        except ValueError as problem:
+            raise CatalogueError(f"{name}: {problem}") from None
+        if not name.startswith(its_step.folder + "-"):
+            raise CatalogueError(f"{name}: an id starts with its step's folder")
+        if name in seen:
+            raise CatalogueError(f"{name}: two mistakes have this id")
+        seen.add(name)
+        if not re.fullmatch(r"[a-z0-9-]+\.md#[a-z0-9-]+", entry["read"]):
+            raise CatalogueError(f"{name}: read is a guide section, page.md#anchor")
+        if entry.get("origin", "misread") not in ORIGINS:
+            raise CatalogueError(f"{name}: origin is one of {sorted(ORIGINS)}")
+        changes = tuple(
+            Change(change["file"], change["find"], change.get("put", ""))
+            for change in entry["change"]
+        )
+        mistakes.append(
+            Mistake(
+                id=name,
+                step=its_step,
+                did=" ".join(entry["did"].split()),
+                read=entry["read"],
+                changes=changes,
+                says=tuple(entry.get("says", ())),
+                origin=entry.get("origin", "misread"),
+                race=bool(entry.get("race", False)),
+            )
+        )
+    return mistakes
+
+
+@dataclass
+class Run:
+    """One run of a step's checks on a mistake."""
+
+    mistake: Mistake
+    exit_status: int | None  # None: stopped as a hang
+    seconds: float
+    output: str
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def caught(self) -> bool:
+        """The checks failed, fast, in plain words, pointing to the right section."""
+        return not self.problems
+
+
+def run(mistake: Mistake, checks: Path, workdir: Path, env: dict | None = None) -> Run:
+    """Run the step's checks (checks/<folder>) on the mistake, as a learner's pytest would."""
+    app = mistake.write(workdir)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--app",
+        str(app),
+        str(checks / mistake.step.folder),
+    ]
+    environment = {**os.environ, **(env or {})}
+    for inherited in ("CHECK_WAIT_SECONDS", "PYTEST_ADDOPTS", "PYTEST_CURRENT_TEST"):
+        environment.pop(inherited, None)  # the learner's defaults, not a test run's
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=HANG_SECONDS)
+        status = process.returncode
+    except subprocess.TimeoutExpired:
+        # SIGTERM first: the checks' fixtures stop the servers they started.
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            output, _ = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+        status = None
+    result = Run(mistake, status, time.monotonic() - started, output)
+    result.problems = judge(result)
+    return result
+
+
+def judge(result: Run) -> list[str]:
+    """What keeps this run from being a failure a learner can act on; empty if none."""
+    mistake, output = result.mistake, result.output
+    if result.exit_status is None:
+        return [f"the checks hung: stopped after {HANG_SECONDS:g} s"]
+    if result.exit_status == 0:
+        return ["the checks PASSED: nothing catches this mistake"]
+    if result.exit_status != 1:
+        return [f"pytest ended with exit status {result.exit_status}, not 1 (failed)"]
+    problems = []
+    if result.seconds > MISTAKE_SECONDS:
+        problems.append(
+            f"the checks took {result.seconds:.1f} s to fail: at most {MISTAKE_SECONDS:g}"
+        )
+    failures = len(re.findall(r"^(?:FAILED|ERROR) ", output, re.MULTILINE))
+    plain = len(CHECK_LINE.findall(output))
+    if plain < failures:
+        problems.append(
+            f"{failures - plain} of {failures} failures do not start with 'Check: '"
+        )
+    if BARE_TRACEBACK.search(output):
+        problems.append("a failure shows a traceback instead of plain words")
+    if f"Read: docs/{mistake.read} " not in output:
+        read = sorted(set(re.findall(r"^Read: docs/(\S+)", output, re.MULTILINE)))
+        problems.append(
+            f"no failure links {mistake.read}; they link: {', '.join(read) or 'nothing'}"
+        )
+    for text in mistake.says:
+        if text not in output:
+            problems.append(f"the failures never say {text!r}")
+    return problems
+
+
+def run_all(
+    mistakes: list[Mistake],
+    checks: Path,
+    jobs: int = 3,
+    env: dict | None = None,
+    report=None,
+) -> list[Run]:
+    """Run the checks on every mistake, `jobs` at a time; `report(run)` hears of each as it ends."""
+    with tempfile.TemporaryDirectory(prefix="mistakes-") as workdir:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [
+                pool.submit(run, mistake, checks, Path(workdir), env)
+                for mistake in mistakes
+            ]
+            runs = []
+            for future in concurrent.futures.as_completed(futures):
+                runs.append(future.result())
+                if report:
+                    report(runs[-1])
+    order = {mistake.id: number for number, mistake in enumerate(mistakes)}
+    return sorted(runs, key=lambda r: order[r.mistake.id])
+
+
+def selected(mistakes: list[Mistake], wanted: list[str]) -> list[Mistake]:
+    """The mistakes of the steps named (4, step4, room), or whose id contains a word given."""
+    if not wanted:
+        return mistakes
+    chosen = []
+    for mistake in mistakes:
+        for word in wanted:
+            try:
+                if step(word) == mistake.step:
+                    chosen.append(mistake)
+                    break
+            except ValueError:
+                pass
+            if word in mistake.id:
+                chosen.append(mistake)
+                break
+    return chosen
+
+
+def line(result: Run) -> str:
+    verdict = "caught" if result.caught else "SLIPS "
+    return f"{verdict} {result.seconds:5.1f} s  {result.mistake.id}" + "".join(
+        f"\n         - {problem}" for problem in result.problems
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "wanted", nargs="*", help="steps (4, room) or ids, or parts of ids"
+    )
+    parser.add_argument("--jobs", type=int, default=3, help="runs at once (3)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each mistake this many times and count how often it is caught",
+    )
+    parser.add_argument(
+        "--show", action="store_true", help="print each run's whole output"
+    )
+    parser.add_argument(
+        "--working-copy",
+        action="store_true",
+        help="the checks of this working copy's steps/, not the shipped ones",
+    )
+    args = parser.parse_args(argv)
+    from workshop import shipped
+
+    try:
+        mistakes = selected(load(), args.wanted)
+        for mistake in mistakes:
+            mistake.files()  # every edit still applies
+    except CatalogueError as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if not mistakes:
+        print(f"error: no mistake matches {' '.join(args.wanted)}", file=sys.stderr)
+        return 2
+    with shipped.steps(working_copy=args.working_copy) as checks:
+        print(checks.description)
+        checks_dir = checks.steps_dir
+
+        def report(result: Run) -> None:
+            if args.repeat == 1:
+                print(line(result), flush=True)
+                if args.show:
+                    print(result.output)
+
+        runs = run_all(mistakes * args.repeat, checks_dir, args.jobs, report=report)
+    if args.repeat > 1:
+        for mistake in mistakes:
+            mine = [r for r in runs if r.mistake is mistake]
+            caught = sum(r.caught for r in mine)
+            slowest = max(r.seconds for r in mine)
+            print(
+                f"{mistake.id}: caught {caught} of {len(mine)} runs "
+                f"(slowest {slowest:.1f} s)"
+            )
+            for problem in sorted({p for r in mine for p in r.problems}):
+                print(f"    - {problem}")
+    slipped = [r for r in runs if not r.caught]
+    print(f"{len(runs) - len(slipped)} of {len(runs)} runs caught their mistake.")
+    return 1 if slipped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
