@@ -29,7 +29,7 @@ try:
 except ImportError:  # the browser fixture skips, and says how to install it
     sync_playwright = None
 
-from workshop.harness import WAIT_SECONDS, ChatServer
+from workshop.harness import WAIT_SECONDS, ChatServer, gave_up_waiting
 from workshop.steps import ROOT
 
 # CHROMIUM=/path/to/chrome if set, else a Chromium on PATH, else the one `playwright install chromium`
@@ -173,6 +173,7 @@ class ChatTab:
                 FIND_LINE_JS, arg=[text, kind, after], timeout=timeout * 1000
             )
         except PlaywrightTimeout:
+            gave_up_waiting(timeout)
             what = f"a {kind} line" if kind else "a line"
             raise AssertionError(
                 f"{self.label} waited {timeout:g} s for {what} containing {text!r}.\n{self.describe()}"
@@ -192,6 +193,7 @@ class ChatTab:
                 timeout=timeout * 1000,
             )
         except PlaywrightTimeout:
+            gave_up_waiting(timeout)
             raise AssertionError(
                 f"{self.label} waited {timeout:g} s for its status line to say {text!r}; it says {self.status()!r}."
             ) from None

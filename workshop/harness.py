@@ -263,41 +263,51 @@ class ChatServer:
         self.stop()
 
 
+def server_command(app_dir: Path, direct: bool = False) -> list[str]:
+    """How a check starts app_dir's app: through `workshop.serve` (as `make step N` does), or
+    with `direct=True` as `python app.py` (step 7's own entry point), on port {port}."""
+    app_dir = Path(app_dir).resolve()
+    if direct:
+        return [sys.executable, str(app_dir / "app.py"), "--host", "127.0.0.1"] + [
+            "--port",
+            "{port}",
+        ]
+    return [sys.executable, "-m", "workshop.serve", str(app_dir)] + [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+    ]
+
+
 def start_server(
     app_dir: Path,
     env: dict | None = None,
     direct: bool = False,
     port: int | None = None,
+    extra: list[str] | None = None,
 ) -> ChatServer:
-    """Start app_dir's app on a free port: through `workshop.serve` (as `make step N` does), or with
-    `direct=True` as `python app.py --port P` (step 7's own entry point). `port=` restarts a stopped
-    server where its clients (a browser tab that reconnects) will look for it."""
-    app_dir = Path(app_dir).resolve()
-    if direct:
-        command = [
-            sys.executable,
-            str(app_dir / "app.py"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-        ]
-    else:
-        command = [
-            sys.executable,
-            "-m",
-            "workshop.serve",
-            str(app_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-        ]
-    server = ChatServer(app_dir, command, env, port)
+    """Start app_dir's app on a free port: through `workshop.serve` (as `make step N` does), or
+    with `direct=True` as `python app.py --port P` (step 7's own entry point). `port=` restarts a stopped
+    server where its clients (a browser tab that reconnects) will look for it; `extra` adds
+    command-line arguments."""
+    return start_servers([(app_dir, env, direct, port, extra)])[0]
+
+
+def start_servers(specs: list[tuple]) -> list[ChatServer]:
+    """Several servers started at once, each (app_dir, env, direct, port, extra) as for
+    start_server: they start side by side, which is quicker than one after the other."""
+    servers: list[ChatServer] = []
     try:
-        return server.wait_until_accepting()
+        for app_dir, env, direct, port, extra in specs:
+            command = server_command(app_dir, direct) + list(extra or [])
+            servers.append(ChatServer(Path(app_dir).resolve(), command, env, port))
+        for server in servers:
+            server.wait_until_accepting()
+        return servers
     except BaseException:  # a Ctrl-C during the wait too: never leave a server behind
-        server.stop()
+        for server in servers:
+            server.stop()
         raise
 
 
@@ -450,8 +460,9 @@ class ChatClient:
                     f"It had received: {describe(self.received)}" + self._server_said()
                 ) from None
             except AssertionError as problem:
-                raise AssertionError(
-                    f"While this client waited for {what}: {problem}"
+                raise CheckFailure(
+                    f"While this client waited for {what}: {problem}",
+                    read=getattr(problem, "read", None),
                 ) from None
             if message is None:
                 gave_up_waiting(timeout)
@@ -461,6 +472,26 @@ class ChatClient:
                     if self.server
                     else AssertionError(failure)
                 )
+
+    def never_hears(self, matches, what: str, seconds: float) -> dict | None:
+        """The first message within `seconds` for which matches(message) is true; None when
+        none comes, as it should not. Other messages are passed over; a server error still
+        fails the check at once."""
+        deadline = time.monotonic() + seconds
+        while True:
+            while self._unread < len(self.received):
+                message = self.received[self._unread]
+                self._unread += 1
+                if isinstance(message, dict) and matches(message):
+                    return message
+            try:
+                if self._receive_one(deadline) is None:
+                    return None
+            except ConnectionClosed:
+                raise AssertionError(
+                    f"The server closed the connection ({self.closed_reason}) while this "
+                    f"client made sure it never hears {what}." + self._server_said()
+                ) from None
 
     def _rule_out(self, message, what: str, near_miss) -> None:
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):

@@ -42,8 +42,23 @@ def pytest_addoption(parser):
     parser.addoption(
         "--app",
         metavar="DIR",
-        help="grade the app in DIR instead of the step's own folder (e.g. pytest steps/step4 --app solutions/step4)",
+        action="append",
+        help="grade the app in DIR instead of the step's own folder (e.g. pytest steps/step4 "
+        "--app solutions/step4); given several times, every check runs on each (the "
+        "mistakes gate, workshop/mistakes.py)",
     )
+
+
+def pytest_generate_tests(metafunc):
+    apps = metafunc.config.getoption("--app") or []
+    if len(apps) > 1 and "app_dir" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "app_dir",
+            apps,
+            indirect=True,
+            scope="module",
+            ids=[f"app{number}" for number in range(len(apps))],
+        )
 
 
 def pytest_configure(config):
@@ -66,7 +81,10 @@ def is_step_check(item) -> bool:
 
 @pytest.fixture(scope="module")
 def app_dir(request) -> Path:
-    chosen = request.config.getoption("--app")
+    chosen = (
+        getattr(request, "param", None)
+        or (request.config.getoption("--app") or [None])[0]
+    )
     folder = (
         (Path.cwd() / chosen).resolve()
         if chosen
@@ -95,6 +113,9 @@ def connect(server):
 @pytest.fixture(scope="module")
 def chat_module(app_dir):
     """The app module imported into the test process, for checks of plain functions and data."""
+    # Its own messages.py, not one that another app (graded in this run) imported first.
+    for name in [path.stem for path in app_dir.glob("*.py")]:
+        sys.modules.pop(name, None)
     sys.path.insert(0, str(app_dir))
     try:
         spec = importlib.util.spec_from_file_location(
@@ -131,10 +152,17 @@ def import_error(problem: Exception, app_dir: Path) -> str:
 # --- each check: the server's errors fail it, and a run that only waits gives up -----------------
 
 
+_graded = [None]  # the app the last check graded (several with --app A --app B)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     if not is_step_check(item) or GIVE_UP.lower() in ("", "0", "none", "never"):
         return
+    app = getattr(getattr(item, "callspec", None), "params", {}).get("app_dir")
+    if app != _graded[0]:  # each app has its own patience
+        _graded[0] = app
+        waited_in_vain[0] = 0.0
     if waited_in_vain[0] >= float(GIVE_UP):
         pytest.skip(
             f"not run: the checks above already waited {waited_in_vain[0]:g} s for "
