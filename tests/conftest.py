@@ -1,4 +1,9 @@
-"""Shared helpers for the repository's own checks."""
+"""Shared helpers for the repository's own checks.
+
+The tests grade the workshop as shipped: a copy of this working tree whose steps/ comes from git
+(workshop/shipped.py), never the learner's edited steps/. The header of `make test` says which
+commit; WORKSHOP_STEPS=working tests the working copy's steps/ instead.
+"""
 
 import os
 import signal
@@ -10,7 +15,28 @@ from pathlib import Path
 
 import pytest
 
+from workshop import shipped
 from workshop.steps import ROOT
+
+
+def pytest_configure(config):
+    config._shipped_tree = shipped.tree()
+    config.shipped = config._shipped_tree.__enter__()
+
+
+def pytest_unconfigure(config):
+    if hasattr(config, "_shipped_tree"):
+        config._shipped_tree.__exit__(None, None, None)
+
+
+def pytest_report_header(config):
+    return config.shipped.description
+
+
+@pytest.fixture(scope="session")
+def shipped_tree(pytestconfig) -> shipped.Shipped:
+    """The tree these tests grade: steps/ as shipped (see the module docstring)."""
+    return pytestconfig.shipped
 
 
 @dataclass
@@ -23,7 +49,11 @@ class CheckRun:
 
 
 def run_step_checks(
-    check_dirs: list[Path], app_dir: Path, tmp_path: Path, env: dict | None = None
+    check_dirs: list[Path],
+    app_dir: Path,
+    tmp_path: Path,
+    env: dict | None = None,
+    cwd: Path | None = None,
 ) -> CheckRun:
     report = tmp_path / f"report-{len(list(tmp_path.iterdir()))}.xml"
     command = [
@@ -40,7 +70,7 @@ def run_step_checks(
     ]
     finished = subprocess.run(
         command,
-        cwd=ROOT,
+        cwd=cwd or ROOT,
         capture_output=True,
         text=True,
         timeout=300,
@@ -60,19 +90,23 @@ def run_step_checks(
 
 
 @pytest.fixture
-def run_checks(tmp_path):
+def run_checks(tmp_path, shipped_tree):
+    """run_checks(check_dirs, app_dir, env) runs step checks in a pytest of their own, from
+    the tree they belong to (a learner's clone, as shipped)."""
     return lambda check_dirs, app_dir, env=None: run_step_checks(
-        check_dirs, app_dir, tmp_path, env
+        check_dirs, app_dir, tmp_path, env, cwd=shipped_tree.root
     )
 
 
 class Background:
     """A command run in its own process group, stopped with Ctrl-C (SIGINT) at the end of the test."""
 
-    def __init__(self, command: list[str], env: dict | None = None):
+    def __init__(
+        self, command: list[str], env: dict | None = None, cwd: Path | None = None
+    ):
         self.process = subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=cwd or ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -99,8 +133,8 @@ def background():
     """background(command) starts a command; every one is stopped when the test ends."""
     started = []
 
-    def start(command, env=None):
-        started.append(Background(command, env))
+    def start(command, env=None, cwd=None):
+        started.append(Background(command, env, cwd))
         return started[-1]
 
     yield start

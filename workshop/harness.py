@@ -378,11 +378,15 @@ class ChatClient:
         self.send_json({"type": "set_name", "name": name})
 
     # --- receiving ---------------------------------------------------------------------------------------------
-    def _server_said(self) -> str:
-        """The errors the server logged during this check, as a paragraph (or "")."""
+    def _server_said(self, settle: float = 0.5) -> str:
+        """The errors the server logged during this check, as a paragraph (or ""). A server
+        that just closed a connection may log why a moment later: up to `settle` seconds."""
         if self.server is None:
             return ""
-        return quote_problems(self.server.new_problems())
+        deadline = time.monotonic() + settle
+        while not (said := self.server.new_problems()) and time.monotonic() < deadline:
+            time.sleep(LOG_POLL_SECONDS)
+        return quote_problems(said)
 
     def _receive_one(self, deadline: float, on_silence=None):
         """The next message, or None at the deadline. Raises ConnectionClosed if the server

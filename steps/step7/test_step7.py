@@ -85,8 +85,12 @@ def test_one_room_even_when_asked_for_several_processes(servers, how):
     server = servers[how]
     arguments, env = SEVERAL_PROCESSES[how]
     asked = " ".join(arguments) or " ".join(f"{k}={v}" for k, v in env.items())
-    # Each hears its own arrival, so the process that holds it has counted it.
-    names = {join(server.connect)[1] for _ in range(SPLIT_ROOM_PROBE)}
+    # Each hears its own new name, so the process that holds it has counted it.
+    names = {f"Seat{number}" for number in range(SPLIT_ROOM_PROBE)}
+    for name in sorted(names):
+        client, default = join(server.connect)
+        client.rename(name)
+        client.wait_for_system(f"{default} is now known as {name}")
     listed = set(online(server))
     assert names <= listed, (
         f"Started with {asked}, {len(names)} participants joined, but GET /users lists "
