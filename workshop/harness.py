@@ -434,7 +434,7 @@ class ChatClient:
                 return
             looks["next"] = seconds + SILENCE_BEFORE_A_LOOK
             threads = self.server.threads()
-            stuck = self.server.hang(f"{what} never came.", threads)
+            stuck = self.server.hang(f"This client waited for {what}.", threads)
             if isinstance(stuck, CheckFailure):
                 gave_up_waiting(timeout)
                 raise stuck
@@ -442,7 +442,7 @@ class ChatClient:
             looks["idle"] = looks["idle"] + 1 if waiting else 0
             if looks["idle"] >= 2:  # twice in a row, with nothing received in between
                 gave_up_waiting(timeout)
-                raise AssertionError(
+                raise CheckFailure(
                     f"This client waited for {what}, but nothing more is coming: every "
                     "handler of the server waits for its participant's next message, at "
                     f"{diagnoses.where(waiting)}. It has received: "
@@ -463,10 +463,11 @@ class ChatClient:
                     f"The server closed the connection ({self.closed_reason}) while this client waited for {what}. "
                     f"It had received: {describe(self.received)}" + self._server_said()
                 ) from None
+            except CheckFailure:
+                raise  # it says what this client waited for
             except AssertionError as problem:
-                raise CheckFailure(
-                    f"While this client waited for {what}: {problem}",
-                    read=getattr(problem, "read", None),
+                raise AssertionError(
+                    f"While this client waited for {what}: {problem}"
                 ) from None
             if message is None:
                 gave_up_waiting(timeout)
