@@ -64,8 +64,7 @@ def run_step_checks(
         "-p",
         "no:cacheprovider",
         f"--junitxml={report}",
-        "--app",
-        str(app_dir),
+        f"--app={app_dir}",  # one argument: pytest takes a lone path for a test path
         *map(str, check_dirs),
     ]
     finished = subprocess.run(

@@ -142,7 +142,7 @@ def test_a_pasted_check_output_is_what_the_checks_print(page, match, shipped_tre
         checks = re.findall(r"^Check: (.*)$", block, re.MULTILINE)
         selected = _checks_with_docstrings(shipped_tree.starter_dir(the_step), checks)
         command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
-        command += ["--app", str(app_dir), f"steps/{folder}"]
+        command += [f"--app={app_dir}", f"steps/{folder}"]
         if selected:
             command += ["-k", " or ".join(selected)]
         ran = subprocess.run(
