@@ -73,7 +73,11 @@ def run_step_checks(
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, **(env or {})},
+        # Options given to the outer pytest (PYTEST_ADDOPTS=-k ...) are not the checks'.
+        env={
+            **{k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"},
+            **(env or {}),
+        },
     )
     outcomes = {}
     if report.exists():
