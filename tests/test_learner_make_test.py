@@ -33,8 +33,8 @@ AS_LEARNER = ["git", "-c", "user.name=Learner", "-c", "user.email=l@example.inva
 # Starter checks of the steps the learner touched: they fail on a finished step 2 graded in
 # place of its starter, and drift finds a half-done step 3.
 SELECTED = (
-    "(starter_fails and (step2 or step3 or step4)) or (previous_solution and "
-    "(step2 or step3 or step4)) or (earlier_steps and step3)"
+    "(starter_fails and (step2 or step3)) or (previous_solution and "
+    "(step2 or step3 or step4))"
 )
 
 
@@ -112,7 +112,7 @@ def test_with_the_working_copy_asked_for_the_learners_work_is_graded(learner):
         ["make", "--no-print-directory", "test"],
         learner,
         env={
-            "PYTEST_ADDOPTS": f"-k '{SELECTED}'",
+            "PYTEST_ADDOPTS": "-k 'previous_solution and step2'",
             "WORKSHOP_STEPS": "working",
         },
     )
