@@ -459,9 +459,14 @@ class ChatClient:
             try:
                 message = self._receive_one(deadline, on_silence)
             except ConnectionClosed:
+                said = self._server_said()
                 raise AssertionError(
                     f"The server closed the connection ({self.closed_reason}) while this client waited for {what}. "
-                    f"It had received: {describe(self.received)}" + self._server_said()
+                    f"It had received: {describe(self.received)}"
+                    + (
+                        said
+                        or "\nA handler that raises ends its participant's connection."
+                    )
                 ) from None
             except CheckFailure:
                 raise  # it says what this client waited for

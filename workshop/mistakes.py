@@ -6,6 +6,7 @@ copy and runs the step's checks on that copy, exactly as a learner runs them (`p
 and points to the guide section that explains the mistake. The catalogue's header says how to add one.
 
     python -m workshop.mistakes                    # every mistake, a line each; exit status 1 if one slips
+    python -m workshop.mistakes --working-copy     # ... graded by this working copy's steps/ checks
     python -m workshop.mistakes step4 room         # only these steps' mistakes (or ids, or parts of ids)
     python -m workshop.mistakes --show ID          # the failure a learner sees for that mistake
     python -m workshop.mistakes --repeat 100 ID    # how often a race mistake is caught, out of 100 runs
@@ -143,7 +144,7 @@ def _load(path: Path, table: str) -> list[Mistake]:
         seen.add(name)
         read = entry.get("read", "")
         if table == "mistake" and not re.fullmatch(r"[a-z0-9-]+\.md#[a-z0-9-]+", read):
-            raise CatalogueError(f"{name}: read is a guide section, page.md#anchor")
+            raise CatalogueError(f"{name}: read is a guide section, PAGE.md#ANCHOR")
         if entry.get("origin", "misread") not in ORIGINS:
             raise CatalogueError(f"{name}: origin is one of {sorted(ORIGINS)}")
         changes = tuple(
