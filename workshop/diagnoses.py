@@ -116,16 +116,23 @@ def lock_waited_for(frame: Frame) -> str | None:
 
 def holds(frame: Frame, lock: str) -> bool:
     """Whether the frame's line lies inside a `with <lock>:` block of its function."""
-    _, tree = source(frame.file)
-    if tree is None:
+    try:
+        stamp = Path(frame.file).stat().st_mtime
+    except OSError:
         return False
-    for node in ast.walk(tree):
+    return frame.line in _lines_holding(frame.file, stamp, lock)
+
+
+@functools.lru_cache(maxsize=256)
+def _lines_holding(path: str, stamp: float, lock: str) -> frozenset[int]:
+    _, tree = _source(path, stamp)
+    lines: set[int] = set()
+    for node in ast.walk(tree) if tree else ():
         if isinstance(node, ast.With) and any(
             ast.unparse(item.context_expr) == lock for item in node.items
         ):
-            if node.body[0].lineno <= frame.line <= (node.end_lineno or node.lineno):
-                return True
-    return False
+            lines.update(range(node.body[0].lineno, (node.end_lineno or 0) + 1))
+    return frozenset(lines)
 
 
 def place(frame: Frame) -> str:
@@ -143,10 +150,11 @@ def learner_frames(frames: list[Frame], app_dir: Path) -> list[Frame]:
 
 
 def explain_wait(threads: list[list[Frame]], app_dir: Path) -> str | None:
-    """Why the learner's code waits forever, when a stack shows it; else None."""
-    mine = [learner_frames(frames, app_dir) for frames in threads]
-    waiting = [(frames, lock_waited_for(frames[0])) for frames in mine if frames]
-    for frames, lock in waiting:  # a thread that waits for itself explains the rest
+    """Why the learner's code waits forever, when a stack shows it for certain (a thread that
+    waits for a lock it holds itself); else None. A thread that waits for a lock another one
+    holds may just be waiting its turn: a snapshot cannot tell, so that is no diagnosis."""
+    for frames in (learner_frames(f, app_dir) for f in threads):
+        lock = lock_waited_for(frames[0]) if frames else None
         holder = lock and next((f for f in frames[1:] if holds(f, lock)), None)
         if holder:
             return (
@@ -154,19 +162,6 @@ def explain_wait(threads: list[list[Frame]], app_dir: Path) -> str | None:
                 f"holds ({Path(holder.file).name}, line {holder.line}). A "
                 "threading.Lock is not re-entrant: a thread that asks again for a lock it "
                 "holds waits for itself, forever, and so does everyone after it."
-            )
-    for frames, lock in waiting:
-        others = [
-            outer
-            for other in mine
-            if other is not frames
-            for outer in other
-            if lock and holds(outer, lock)
-        ]
-        if others:
-            return (
-                f"{where(frames[0])} waits for {lock}, held meanwhile by another thread, "
-                f"which waits at {where(others[0])}."
             )
     return None
 
