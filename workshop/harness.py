@@ -28,6 +28,9 @@ from workshop.ports import free_port
 from workshop.steps import ROOT
 
 STARTUP_SECONDS = 15
+# After Ctrl-C, a server gets this long to stop before it is killed (one stuck on a lock never
+# stops by itself, and a learner's failing run should not wait for it).
+STOP_SECONDS = 2
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 # How long a check waits for an event. Generous for a loaded laptop; the repository checks lower it where
 # they expect the wait to fail (an unfinished starter), to keep `make test` fast.
@@ -246,7 +249,7 @@ class ChatServer:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGINT)  # Ctrl-C, as a learner would
             try:
-                self.process.wait(timeout=5)
+                self.process.wait(timeout=STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
