@@ -297,6 +297,16 @@ def start_server(
     return start_servers([(app_dir, env, direct, port, extra)])[0]
 
 
+def stop_servers(servers: list[ChatServer]) -> None:
+    """Stop several servers at once: Ctrl-C to all of them first, then wait for each."""
+    for server in servers:
+        server.close_clients()
+        if server.process.poll() is None:
+            os.killpg(server.process.pid, signal.SIGINT)
+    for server in servers:
+        server.stop()
+
+
 def start_servers(specs: list[tuple]) -> list[ChatServer]:
     """Several servers started at once, each (app_dir, env, direct, port, extra) as for
     start_server: they start side by side, which is quicker than one after the other."""

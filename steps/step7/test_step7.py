@@ -22,6 +22,7 @@ from workshop.harness import (
     join_raw,
     online,
     start_servers,
+    stop_servers,
 )
 
 HEARTBEAT_SECONDS = (
@@ -53,8 +54,7 @@ def servers(app_dir):
     }
     started = dict(zip(specs, start_servers(list(specs.values())), strict=True))
     yield started
-    for running in started.values():
-        running.stop()
+    stop_servers(list(started.values()))
 
 
 @pytest.fixture(scope="module")
