@@ -20,8 +20,11 @@ PYTHON ?= $(shell for candidate in python3 python3.13 python3.12 python; do \
 VENV_PYTHON := $(wildcard .venv/bin/python)
 WORKSHOP := $(or $(VENV_PYTHON),$(PYTHON),python3) -m workshop
 
+# The steps and chapters, as workshop/course.toml lists them (the one list): for `make help`.
+STEP_KEYS := $(shell sed -n 's/^key = "\(.*\)"/\1/p' workshop/course.toml)
+
 # `make step 4`: the word after a target that takes a step is its argument, not a target.
-STEP_TARGETS := step solution check hint reset solve diff watch demo
+STEP_TARGETS := step solution check hint reset solve diff watch demo plan
 ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(STEP_TARGETS)),)
   ifneq ($(word 2,$(MAKECMDGOALS)),)
     N ?= $(word 2,$(MAKECMDGOALS))
@@ -32,10 +35,10 @@ endif
 STEP_ARG = $(or $(N),$(STEP),missing-step)
 
 .PHONY: help setup step solution check test docs docs-build progress hint reset solve \
-	diff doctor watch demo bots bench
+	diff doctor watch demo bots bench lint dashboard share plan
 
 help: ## list every target
-	@echo "Cello chat workshop. Targets (N: a step, 1 to 7, or a chapter such as room):"
+	@echo "Cello chat workshop. Targets (N: a step or chapter: $(STEP_KEYS)):"
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | \
 		sed -E 's/^([a-z-]+):.*## (\[N\] )?(.*)/\1\t\2\t\3/' | \
 		awk -F'\t' '{ printf "  make %-18s %s\n", $$1 ($$2 != "" ? " N" : ""), $$3 }'
@@ -89,5 +92,21 @@ demo: ## [N] serve a checkpoint (the finished chat unless N) to the room, on all
 bots: ## N simulated participants (N=30 unless said) join the chat on PORT and talk
 	@$(WORKSHOP) bots --count $(or $(N),30) --url http://127.0.0.1:$(PORT)
 
-bench: ## N participants (N=1000 unless said) on the finished chat and a reference server
-	@$(WORKSHOP) bench --participants $(or $(N),1000)
+bench: ## N participants (N=1000 unless said) on the finished chat and a reference server (PROCESSES=2, HISTORY=1)
+	@$(WORKSHOP) bench --participants $(or $(N),1000) $(if $(HISTORY),--history)$(if $(PROCESSES), --processes $(PROCESSES))
+
+lint: ## for maintainers: ruff check, ruff format --check and mypy, as CI runs them
+	@$(WORKSHOP) lint
+
+# The instructor's cockpit (workshop/cockpit/) and the learners' opt-in sharing (workshop/share.py).
+dashboard: ## the instructor's cockpit: projector view and the class's progress, live
+	@$(WORKSHOP) dashboard
+
+# HOST here is the instructor's address, given on the command line: not this Makefile's
+# default, nor the HOST it exports to the commands it runs.
+share: ## share your check results with the instructor (HOST=their address NAME=you; OFF=1)
+	@$(WORKSHOP) share $(if $(filter command line,$(origin HOST)),--host "$(HOST)") \
+		$(if $(NAME),--name "$(NAME)") $(if $(OFF),--off)
+
+plan: ## [N] the timed plan of a session of N minutes (90 unless said; 180 too)
+	@$(WORKSHOP) plan $(or $(N),90)

@@ -18,6 +18,16 @@ import struct
 import sys
 import time
 import zlib
+from typing import Any
+
+FIONREAD: int | None  # how many bytes wait in a socket: Linux and macOS
+try:
+    import fcntl
+    import termios
+
+    FIONREAD = termios.FIONREAD
+except ImportError:
+    FIONREAD = None
 
 PROBE = b"bench:p:"  # latency probes: bench:p:<probe id>
 FLOOD = b"bench:f:"  # throughput messages: bench:f:<worker>.<conn>.<seq>
@@ -54,13 +64,12 @@ class Participant(asyncio.BufferedProtocol):
     def __init__(self, worker, index):
         self.worker = worker
         self.index = index
-        self.transport = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # connection_made
         self.handshaken = asyncio.get_running_loop().create_future()
         self.closed = False
         self.buffer = b""
-        self.inflater = (
-            None  # set when the server compresses its messages (permessage-deflate)
-        )
+        # Set when the server compresses its messages (permessage-deflate).
+        self.inflater: Any = None
         self.fresh_inflater = (
             False  # server_no_context_takeover: a new inflater for each message
         )
@@ -72,6 +81,16 @@ class Participant(asyncio.BufferedProtocol):
 
     def connection_made(self, transport):
         self.transport = transport
+
+    def unread_bytes(self) -> int:
+        """Bytes that reached this participant's socket and were not read yet."""
+        if FIONREAD is None or self.closed:
+            return 0
+        try:
+            fd = self.transport.get_extra_info("socket").fileno()
+            return struct.unpack("i", fcntl.ioctl(fd, FIONREAD, b"\0" * 4))[0]
+        except (OSError, AttributeError, ValueError):
+            return 0
 
     def connection_lost(self, exc):
         self.closed = True
@@ -153,7 +172,8 @@ class Worker:
         self.participants = []
         self.live = 0  # participants handshaken and not yet closed
         self.read_buffer = memoryview(bytearray(65536))  # shared: one read at a time
-        self.probe_seen = {}  # probe id -> [participants who got it, latest arrival ns]
+        # probe id -> [participants who got it, latest arrival ns, first arrival ns]
+        self.probe_seen = {}
         self.probe_waiters = {}  # probe id -> future resolved when all live conns saw it
         self.flood = None  # dict while a flood window is being counted
 
@@ -169,7 +189,9 @@ class Worker:
         kind = payload[at : at + 8]
         if kind == PROBE:
             probe_id = int(payload[at + 8 : payload.index(b'"', at)])
-            seen = self.probe_seen.setdefault(probe_id, [0, 0])
+            seen = self.probe_seen.setdefault(probe_id, [0, 0, 0])
+            if not seen[0]:
+                seen[2] = now  # the first participant here to get it
             seen[0] += 1
             seen[1] = now
             waiter = self.probe_waiters.get(probe_id)
@@ -237,7 +259,7 @@ class Worker:
             self.participants[sender].send_text(
                 json.dumps({"type": "chat", "message": f"bench:p:{probe_id}"})
             )
-        seen = self.probe_seen.setdefault(probe_id, [0, 0])
+        seen = self.probe_seen.setdefault(probe_id, [0, 0, 0])
         if seen[0] >= self.live:
             waiter.set_result(None)
         try:
@@ -245,11 +267,12 @@ class Worker:
         except TimeoutError:
             pass
         del self.probe_waiters[probe_id]
-        count, last = self.probe_seen.pop(probe_id)
+        count, last, first = self.probe_seen.pop(probe_id)
         return {
             "probe": probe_id,
             "sent_ns": sent_ns,
             "last_ns": last,
+            "first_ns": first,
             "received": count,
             "live": self.live,
         }
@@ -274,7 +297,10 @@ class Worker:
         for participant in chosen:
             participant.next_send_ns = start_ns
             self.send_flood(participant)
-        await asyncio.sleep(max(flood["end"] - time.monotonic_ns(), 0) / 1e9)
+        unread = []  # five times a second: bytes waiting in all our sockets
+        while (left := flood["end"] - time.monotonic_ns()) > 0:
+            await asyncio.sleep(min(0.2, left / 1e9))
+            unread.append(sum(p.unread_bytes() for p in self.participants))
         cpu_window = time.process_time() - cpu_start
         # Let what is in flight arrive so the next phase starts from a quiet room.
         deadline = loop.time() + 10
@@ -293,6 +319,7 @@ class Worker:
             "cpu_seconds": cpu_window,
             "round_trip_ms_p50": trips[len(trips) // 2] / 1e6 if trips else None,
             "live": self.live,
+            "unread_bytes": unread,
         }
 
     def send_flood(self, participant):

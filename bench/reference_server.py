@@ -21,7 +21,7 @@ from websockets.http11 import Response
 MAX_NAME = 32
 MAX_MESSAGE = 2000
 
-names = {}  # connection -> display name
+names: dict = {}  # connection -> display name
 default_numbers = itertools.count(1)
 
 

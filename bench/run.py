@@ -11,126 +11,78 @@ It prints both servers side by side with their ratio.
 The participants live in several load-generator processes (bench/loadgen.py). To show that they are
 not the bottleneck, it prints their CPU use and, sampled during the chat phase, how many bytes had
 reached the participants' sockets without being read yet (near zero: the clients keep up).
-Loopback only. Every process started here is stopped here; --time-limit bounds the whole run.
+Loopback only; Linux and macOS (psutil reads the processes' figures). Every process started
+here is stopped here; --time-limit bounds the whole run.
 
     python bench/run.py                          # 1,000 participants, both servers
     python bench/run.py --participants 2000
     python bench/run.py --server "tutorial={python} some/app.py --port {port}"   # measure another server
+    python bench/run.py --history                # chapter history's cost: the room chat without and with it
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import random
 import select
 import signal
-import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run as a script: the workshop package sits beside bench/.
 sys.path.insert(0, str(ROOT))
 
+from workshop import processes  # noqa: E402
+from workshop.ports import free_port  # noqa: E402
 from workshop.steps import finished  # noqa: E402
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-# --- what /proc says about the server and its sockets ------------------------------------------------
-
-
-def process_tree(pid):
-    """pid and all its descendants (a server may fork workers)."""
-    children = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
+# --- the servers' processes, through psutil (Linux and macOS alike) -------------------------
 
 
 def rss_bytes(pid):
+    """Resident memory of the server and every process it started (a server may fork)."""
     total = 0
-    for member in process_tree(pid):
-        try:
-            total += (
-                int((Path("/proc") / str(member) / "statm").read_text().split()[1])
-                * PAGE
-            )
-        except OSError:
-            pass
+    for member in processes.with_descendants(pid):
+        with contextlib.suppress(psutil.Error):
+            total += member.memory_info().rss
     return total
 
 
 def cpu_seconds(pid):
     total = 0.0
-    for member in process_tree(pid):
-        try:
-            fields = (
-                (Path("/proc") / str(member) / "stat")
-                .read_text()
-                .rsplit(")", 1)[1]
-                .split()
-            )
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    for member in processes.with_descendants(pid):
+        with contextlib.suppress(psutil.Error):
+            times = member.cpu_times()
+            total += times.user + times.system
     return total
 
 
 def machine_busy():
-    """(busy, total) CPU time of the whole machine so far, in clock ticks (/proc/stat)."""
-    ticks = [
-        int(value)
-        for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    ]
-    idle = ticks[3] + ticks[4]  # idle and iowait
-    return sum(ticks) - idle, sum(ticks)
-
-
-def unread_bytes(server_port):
-    """Bytes that reached the participants' sockets but were not read yet, summed over all of them."""
-    total = 0
-    with open("/proc/net/tcp") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            if (
-                int(fields[2].rsplit(":", 1)[1], 16) == server_port
-            ):  # the client end of a bench connection
-                total += int(fields[4].split(":")[1], 16)
-    return total
+    """(busy, total) CPU seconds of the whole machine so far."""
+    times = psutil.cpu_times()
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    total = sum(times)
+    return total - idle, total
 
 
 class WindowSampler(threading.Thread):
-    """During [start, end) (monotonic ns): the server's CPU seconds, and unread_bytes() five times a second."""
+    """During [start, end) (monotonic ns): the server's CPU seconds, and how busy the machine was."""
 
     def __init__(self, server, start_ns, end_ns):
         super().__init__(daemon=True)
         self.server, self.start_ns, self.end_ns = server, start_ns, end_ns
-        self.unread = []
         self.server_cpu = 0.0
         self.machine_busy_pct = 0.0
 
@@ -140,14 +92,18 @@ class WindowSampler(threading.Thread):
             cpu_seconds(self.server.process.pid),
             machine_busy(),
         )
-        while time.monotonic_ns() < self.end_ns:
-            time.sleep(min(0.2, max(self.end_ns - time.monotonic_ns(), 0) / 1e9))
-            self.unread.append(unread_bytes(self.server.port))
+        time.sleep(max(self.end_ns - time.monotonic_ns(), 0) / 1e9)
         self.server_cpu = cpu_seconds(self.server.process.pid) - cpu_before
         busy, total = machine_busy()
         self.machine_busy_pct = (
-            100 * (busy - busy_before) / max(total - total_before, 1)
+            100 * (busy - busy_before) / max(total - total_before, 1e-9)
         )
+
+
+def pipe(stream: IO[str] | None) -> IO[str]:
+    """A pipe this runner opened to a process it started (so never None)."""
+    assert stream is not None
+    return stream
 
 
 # --- the processes -----------------------------------------------------------------------------------
@@ -175,7 +131,7 @@ class Server:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(
-                        f"{label} did not start: {self.process.stderr.read()[-2000:]}"
+                        f"{label} did not start: {pipe(self.process.stderr).read()[-2000:]}"
                     )
                 time.sleep(0.05)
 
@@ -186,13 +142,7 @@ class Server:
             return json.load(response)
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process)
 
 
 class LoadGenerators:
@@ -213,9 +163,9 @@ class LoadGenerators:
         """Send one command to each process and wait for every reply."""
         waiting = {}
         for process, command in zip(self.processes, commands, strict=True):
-            process.stdin.write(json.dumps(command) + "\n")
-            process.stdin.flush()
-            waiting[process.stdout.fileno()] = process
+            pipe(process.stdin).write(json.dumps(command) + "\n")
+            pipe(process.stdin).flush()
+            waiting[pipe(process.stdout).fileno()] = process
         replies = {}
         deadline = time.monotonic() + timeout
         while waiting:
@@ -228,7 +178,7 @@ class LoadGenerators:
                 )
             for fd in ready:
                 process = waiting.pop(fd)
-                line = process.stdout.readline()
+                line = pipe(process.stdout).readline()
                 if not line:
                     raise RuntimeError("a load generator exited")
                 replies[self.processes.index(process)] = json.loads(line)
@@ -236,16 +186,11 @@ class LoadGenerators:
 
     def stop(self):
         for process in self.processes:
-            try:
-                process.stdin.close()  # end of commands: it closes its connections and exits
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                # End of commands: it closes its connections and exits.
+                pipe(process.stdin).close()
         for process in self.processes:
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            processes.stop(process, interrupting=False)
 
 
 # --- the phases --------------------------------------------------------------------------------------
@@ -367,12 +312,13 @@ def measure(server, args):
         sampler.join()
         figures["server_cpu_pct"] = 100 * sampler.server_cpu / args.flood_seconds
         figures["machine_busy_pct"] = sampler.machine_busy_pct
-        figures["unread_kib_mean"] = (
-            statistics.mean(sampler.unread) / 1024 if sampler.unread else 0.0
-        )
-        figures["unread_kib_max"] = (
-            max(sampler.unread) / 1024 if sampler.unread else 0.0
-        )
+        # Each load generator sampled its own sockets at about the same moments: add
+        # them up (one may have taken a sample fewer).
+        samples = [r["unread_bytes"] for r in replies]
+        shortest = min(map(len, samples))
+        unread = [sum(s[at] for s in samples) for at in range(shortest)]
+        figures["unread_kib_mean"] = statistics.mean(unread) / 1024 if unread else 0.0
+        figures["unread_kib_max"] = max(unread) / 1024 if unread else 0.0
         figures["deliveries_per_s"] = (
             sum(r["deliveries"] for r in replies) / args.flood_seconds
         )
@@ -406,16 +352,12 @@ ROWS = [  # key, label
 
 
 def machine():
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown CPU",
+    memory = psutil.virtual_memory().total / 1024**3
+    processor = platform.processor() or platform.machine() or "unknown CPU"
+    return (
+        f"{psutil.cpu_count()} CPUs ({processor}), {memory:.0f} GiB, "
+        f"Python {platform.python_version()}, {platform.system()}"
     )
-    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
-    return f"{os.cpu_count()} CPUs ({model}), {memory:.0f} GiB, Python {platform.python_version()}, {platform.system()}"
 
 
 def print_report(results, args, load_before):
@@ -456,6 +398,23 @@ def print_report(results, args, load_before):
         )
         if figures["connect_errors"]:
             print(f"   connection errors: {figures['connect_errors']}")
+
+
+def history_servers(history_file):
+    """The room chat without and with chapter history (docs/history.md#what-it-costs)."""
+    room = [sys.executable, "solutions/room/app.py", "--port", "{port}", "--no-logs"]
+    history = [
+        sys.executable,
+        "solutions/history/app.py",
+        "--port",
+        "{port}",
+        "--no-logs",
+    ]
+    # env sets the history file and execs the server: the bench watches the same pid.
+    return {
+        "no history": room,
+        "history": ["env", f"CHAT_HISTORY={history_file}", *history],
+    }
 
 
 def main():
@@ -515,6 +474,12 @@ def main():
         metavar="LABEL=COMMAND",
         help="measure this server instead ({python} and {port} are filled in); repeatable",
     )
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="measure the room chat without (solutions/room) and with (solutions/history) "
+        "the chapter history, on a fresh file, instead of against the reference server",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
         "--time-limit",
@@ -523,9 +488,9 @@ def main():
         help="seconds before giving up (default 900)",
     )
     args = parser.parse_args()
-    if not Path("/proc/net/tcp").exists():
+    if not hasattr(signal, "SIGALRM"):
         parser.error(
-            "the bench reads the servers' memory, CPU and sockets from /proc: it runs on Linux only"
+            "the bench runs on Linux and macOS (it needs SIGALRM and select on pipes)"
         )
 
     def out_of_time(signum, frame):
@@ -536,7 +501,10 @@ def main():
     # So that `finally` stops what we started.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
 
-    if args.server:
+    scratch = tempfile.TemporaryDirectory(prefix="bench-history-")
+    if args.history:
+        servers = history_servers(Path(scratch.name) / "chat-history.db")
+    elif args.server:
         servers = {
             label: command.replace("{python}", sys.executable).split()
             for label, command in (spec.split("=", 1) for spec in args.server)
@@ -557,7 +525,7 @@ def main():
                 "{port}",
             ],
         }
-    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    load_before = " ".join(f"{load:.2f}" for load in psutil.getloadavg())
     results = {}
     for label, command in servers.items():
         print(f"measuring {label} ...", flush=True)
@@ -566,6 +534,7 @@ def main():
             results[label] = measure(server, args)
         finally:
             server.stop()
+    scratch.cleanup()
     print_report(results, args, load_before)
     if args.json:
         args.json.write_text(

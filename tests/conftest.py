@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from workshop import shipped
+from workshop.progress import junit_outcomes
 from workshop.steps import ROOT
 
 
@@ -67,6 +67,9 @@ def run_step_checks(
         f"--app={app_dir}",  # one argument: pytest takes a lone path for a test path
         *map(str, check_dirs),
     ]
+    # An app that keeps data (the login chapter's accounts and key) keeps it here, never
+    # in the user's own data folder; the checks that need their own set CHAT_DATA.
+    data = tmp_path / f"chat-data-{len(list(tmp_path.iterdir()))}"
     finished = subprocess.run(
         command,
         cwd=cwd or ROOT,
@@ -76,20 +79,31 @@ def run_step_checks(
         # Options given to the outer pytest (PYTEST_ADDOPTS=-k ...) are not the checks'.
         env={
             **{k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"},
+            "CHAT_DATA": str(data),
             **(env or {}),
         },
     )
-    outcomes = {}
-    if report.exists():
-        for case in ElementTree.parse(report).iter("testcase"):
-            name = f"{case.get('classname')}::{case.get('name')}"
-            kinds = {child.tag for child in case}
-            outcome = next(
-                (kind for kind in ("failure", "error", "skipped") if kind in kinds),
-                "passed",
-            )
-            outcomes[name] = {"failure": "failed"}.get(outcome, outcome)
+    outcomes = junit_outcomes(report) if report.exists() else {}
     return CheckRun(finished.returncode, finished.stdout + finished.stderr, outcomes)
+
+
+@pytest.fixture(scope="session")
+def guide_site(tmp_path_factory, shipped_tree) -> Path:
+    """The guide as shipped (its pages show the starters as handed out), built once with
+    `mkdocs build --strict` for every test that reads it."""
+    site = tmp_path_factory.mktemp("guide-site")
+    finished = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
+        cwd=shipped_tree.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=120,
+    )
+    assert finished.returncode == 0, (
+        f"mkdocs build --strict failed:\n{finished.stdout}\n{finished.stderr}"
+    )
+    return site
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from workshop.ports import GUIDE_PORT, free_port, port_is_free, suggest_port
-from workshop.steps import ROOT, STEPS
+from workshop.steps import ROOT, STEPS, keys_text
 
 
 def wait_for_http(port: int, process, timeout: float = 20) -> tuple[int, str]:
@@ -40,14 +40,21 @@ def wait_for_http(port: int, process, timeout: float = 20) -> tuple[int, str]:
 @pytest.mark.parametrize("folder", ["step", "solution"])
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.key)
 def test_make_runs_every_step_and_ctrl_c_stops_it(
-    folder, step, background, shipped_tree
+    folder, step, background, shipped_tree, tmp_path
 ):
     port = free_port()
     # The literal form from the README: `make step 4` (the number as a word, not N=4),
     # in the workshop as shipped (a learner's own steps/ may not even start).
+    # CHAT_DATA: the login chapter's accounts and key go to a temporary folder, not the
+    # data folder of whoever runs the tests.
     server = background(
         ["make", "--no-print-directory", folder, step.key, f"PORT={port}"],
         cwd=shipped_tree.root,
+        env={
+            "CHAT_DATA": str(tmp_path),
+            # Chapter history's file, kept out of the repository's folders.
+            "CHAT_HISTORY": str(tmp_path / "chat-history.db"),
+        },
     )
     status, body = wait_for_http(port, server.process)
     if folder == "step" and step.key == "1":
@@ -123,9 +130,10 @@ def test_a_step_that_does_not_exist_gets_one_clear_line():
     )
     assert finished.returncode != 0
     assert (
-        "error: there is no step '9': the workshop has 1 to 7, or room"
+        f"error: there is no step '9': the workshop has {keys_text()}"
         in finished.stderr
     ), finished.stderr
+    assert keys_text().startswith("1 to 7, or room"), keys_text()
     assert "Traceback" not in finished.stderr, finished.stderr
 
 

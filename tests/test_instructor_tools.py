@@ -13,6 +13,7 @@ from websockets.sync.client import connect
 
 from workshop.harness import start_server
 from workshop.ports import free_port, port_is_free
+from workshop.redis_server import INSTALL, find_redis_server, unavailable
 from workshop.steps import ROOT, finished
 
 _printed: dict[int, queue.Queue] = {}
@@ -46,12 +47,15 @@ def read_until(process, pattern: str, timeout: float = 20) -> list[str]:
 
 def test_make_demo_prints_the_addresses_and_the_participant_count(background):
     port = free_port()
-    demo = background(["make", "--no-print-directory", "demo", f"PORT={port}"])
+    # The projector's cockpit on a free port too, never a real session's 8002.
+    demo = background(
+        ["make", "--no-print-directory", "demo", f"PORT={port}"],
+        env={"COCKPIT_PORT": str(free_port())},
+    )
     printed = read_until(demo.process, r"\b0 participants")
-    addresses = printed[
-        printed.index(f"The chat is running on port {port}. Ask the room to open:\n")
-        + 1 :
-    ]
+    served = finished()
+    heading = f"Serving {served.label} ({served.title}) on port {port}. Ask the room to open:\n"
+    addresses = printed[printed.index(heading) + 1 :]
     for line in addresses[
         : addresses.index(next(a for a in addresses if a.startswith("On this machine")))
     ]:
@@ -183,6 +187,13 @@ def test_make_bots_and_make_bench_take_n():
         text=True,
     ).stdout
     assert "-m workshop bench --participants 2000" in bench, bench
+    over_redis = subprocess.run(
+        ["make", "-n", "--no-print-directory", "bench", "PROCESSES=2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "bench --participants 1000 --processes 2" in over_redis, over_redis
 
 
 def test_bench_measures_the_finished_chat_and_the_reference_side_by_side():
@@ -228,3 +239,40 @@ def test_bench_measures_the_finished_chat_and_the_reference_side_by_side():
             f"no figures for {row}:\n{table}"
         )
     assert "load generators CPU" in table and "bytes unread" in table, table
+
+
+def test_bench_measures_one_room_in_one_and_two_processes_over_redis():
+    if find_redis_server() is None:
+        unavailable(INSTALL)
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "bench/run.py",
+            *("--participants", "20", "--workers", "2", "--probes", "6"),
+            *("--flood-seconds", "0.5", "--senders", "10", "--time-limit", "120"),
+            *("--processes", "2", "--rounds", "1"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    table = finished.stdout
+    lines = table.splitlines()
+    header = next(line for line in lines if line.startswith(" ") and "Redis" in line)
+    assert re.search(r"1 process +1 process \+ Redis +2 processes \+ Redis$", header), (
+        table
+    )
+    for row, count in (("participants held", "20"), ("GET /users counted", "20")):
+        line = next(line for line in lines if line.startswith(row))
+        assert line.split()[-3:] == [count] * 3, table
+    for row in ("time to reach all, p99", "deliveries/s"):
+        assert re.search(rf"^{re.escape(row)}.*\d.*\d.*\d", table, re.MULTILINE), table
+    # Only two processes have another process to cross to; each process's CPU is shown.
+    other = next(
+        line for line in lines if line.startswith("first on another process, p50")
+    )
+    assert other.split()[-3:-1] == ["-", "-"] and re.search(r"\d$", other), table
+    cpu = next(line for line in lines if line.startswith("CPU per app process"))
+    assert re.search(r"\d+ \+ \d+$", cpu), table

@@ -62,7 +62,7 @@ def test_every_mistake_names_a_section_that_exists():
     for mistake in CATALOGUE:
         page, _, anchor = mistake.read.partition("#")
         text = (ROOT / "docs" / page).read_text(encoding="utf-8")
-        assert re.search(rf"\{{#{re.escape(anchor)}\}}", text), (
+        assert re.search(rf"\{{#{re.escape(anchor)}[\s}}]", text), (
             f"{mistake.id} points to docs/{mistake.read}, which has no such section"
         )
 

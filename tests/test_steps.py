@@ -1,6 +1,8 @@
 """The workshop's promises about its seven steps, checked the way a learner would meet them.
 
-- Every solution passes its own step's checks and every earlier step's (a later step breaks nothing).
+- Every solution passes its own step's checks and every earlier step's (a later step breaks nothing),
+  but for those a chapter that changes the rules on purpose no longer keeps: course.toml names the
+  ones it keeps (keeps_checks_of) and says why (keeps_because).
 - Every starter passes the earlier steps' checks and fails every one of its own (each check can fail,
   and says why in plain words with a guide section).
 - Every starter is the previous solution plus TODO blocks (workshop/starters.py).
@@ -25,23 +27,43 @@ def checks_of(shipped_tree):
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
 def test_solution_passes_its_own_and_all_earlier_checks(step, run_checks, checks_of):
-    run = run_checks(checks_of(step.lineage), step.solution_dir)
+    run = run_checks(checks_of(step.checked_by), step.solution_dir)
     failed = [name for name, outcome in run.outcomes.items() if outcome != "passed"]
-    earlier = ", ".join(s.key for s in step.lineage)
-    assert run.exit_status == 0 and run.outcomes and not failed, (
-        f"solutions/{step.folder} should pass the checks of {earlier}; not passed: {failed}\n"
-        f"{run.output[-4000:]}"
+    earlier = ", ".join(s.key for s in step.checked_by)
+    dropped = [s.key for s in step.lineage if s not in step.checked_by]
+    why = (
+        f" (not those of {', '.join(dropped)}: {step.keeps_because})" if dropped else ""
     )
+    assert run.exit_status == 0 and run.outcomes and not failed, (
+        f"solutions/{step.folder} should pass the checks of {earlier}{why}; not passed: "
+        f"{failed}\n{run.output[-4000:]}"
+    )
+
+
+def test_only_a_chapter_that_says_why_drops_earlier_checks():
+    """Dropping earlier checks is the exception: a chapter names the ones it keeps and
+    why the others no longer apply; every other step keeps its whole lineage's."""
+    for step in STEPS:
+        if step.keeps_checks_of is None:
+            kept_by_previous = step.previous.checked_by if step.previous else []
+            assert step.checked_by == [*kept_by_previous, step], step.label
+        else:
+            assert step.is_chapter and len(step.keeps_because.split()) >= 10, (
+                f"{step.label} drops earlier checks: only a chapter may, saying why "
+                "in keeps_because"
+            )
 
 
 @pytest.mark.parametrize("step", STEPS[1:], ids=lambda step: step.folder)
 def test_starter_passes_the_earlier_steps_checks(
     step, run_checks, checks_of, shipped_tree
 ):
-    run = run_checks(checks_of(step.previous.lineage), shipped_tree.starter_dir(step))
+    run = run_checks(
+        checks_of(step.previous.checked_by), shipped_tree.starter_dir(step)
+    )
     assert run.exit_status == 0 and run.outcomes, (
         f"steps/{step.folder} starts from solutions/{step.previous.folder}, so it should pass "
-        f"the checks of {', '.join(s.key for s in step.previous.lineage)}:\n{run.output[-4000:]}"
+        f"the checks of {', '.join(s.key for s in step.previous.checked_by)}:\n{run.output[-4000:]}"
     )
 
 

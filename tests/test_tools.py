@@ -5,6 +5,7 @@ Every test works in its own git clone of the workshop, made from this working tr
 """
 
 import contextlib
+import importlib.util
 import os
 import queue
 import re
@@ -12,14 +13,15 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import tomllib
 from pathlib import Path
 
+import psutil
 import pytest
 
+from workshop.cli import venv_python
 from workshop.ports import free_port
 from workshop.steps import ROOT, STEPS
 
@@ -68,6 +70,26 @@ def make(
     finished = run(["make", "--no-print-directory", *arguments], clone, env)
     finished.output = finished.stdout + finished.stderr
     return finished
+
+
+def workshop(
+    clone: Path, *arguments: str, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m workshop ...` in the clone, as a learner without make types it."""
+    python = venv_python(clone / ".venv")
+    finished = run([str(python), "-m", "workshop", *arguments], clone, env)
+    finished.output = finished.stdout + finished.stderr
+    return finished
+
+
+def load_guide_hook():
+    spec = importlib.util.spec_from_file_location(
+        "step_code_hook", ROOT / "docs" / "hooks" / "step_code.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +241,7 @@ def test_progress_reports_a_step_whose_checks_hang_and_stops_them(clone):
         checks.write(
             "\n\ndef test_that_hangs(server):\n    import time\n    time.sleep(3600)\n"
         )
-    progress = make(clone, "progress", env={"PROGRESS_STEP_TIMEOUT_SECONDS": "5"})
+    progress = workshop(clone, "progress", env={"PROGRESS_STEP_TIMEOUT_SECONDS": "5"})
     assert progress.returncode == 0, progress.output
     row = progress_rows(progress.stdout)[2]
     assert row.endswith(
@@ -236,7 +258,7 @@ def test_progress_reports_a_step_whose_checks_hang_and_stops_them(clone):
 def test_reset_brings_back_the_starter_and_keeps_every_file_of_the_learner(clone):
     (clone / "steps/step2/app.py").write_text("# my own attempt\n")
     (clone / "steps/step2/notes.txt").write_text("what I learned\n")
-    reset = make(clone, "reset", "2")
+    reset = workshop(clone, "reset", "2")
     assert reset.returncode == 0, reset.output
     assert (clone / "steps/step2/app.py").read_text() == committed(
         clone, "steps/step2/app.py"
@@ -265,7 +287,7 @@ def test_reset_ignores_work_the_learner_committed(clone, branch):
         ).returncode
         == 0
     )
-    reset = make(clone, "reset", "4")
+    reset = workshop(clone, "reset", "4")
     assert reset.returncode == 0, reset.output
     assert (clone / "steps/step4/app.py").read_text() == committed(
         clone, "steps/step4/app.py"
@@ -298,9 +320,30 @@ def test_reset_without_an_upstream_uses_head_and_warns_when_that_is_no_starter(c
 def test_two_backups_in_the_same_second_are_both_kept(clone):
     for attempt in ("first", "second"):
         (clone / "steps/step6/app.py").write_text(f"# {attempt} attempt\n")
-        assert make(clone, "reset", "6").returncode == 0
+        assert workshop(clone, "reset", "6").returncode == 0
     saved = sorted((backup / "app.py").read_text() for backup in backups(clone, 6))
     assert saved == ["# first attempt\n", "# second attempt\n"], saved
+
+
+@pytest.mark.parametrize("emptied", ["files removed", "folder removed"])
+def test_solve_on_an_emptied_step_brings_its_checks_back(clone, emptied):
+    """Regression: `make solve N` on an emptied steps/stepN left the step without its
+    checks while saying "(your checks kept)"."""
+    folder = clone / "steps/step3"
+    for path in folder.iterdir():
+        path.unlink()
+    if emptied == "folder removed":
+        folder.rmdir()
+    solved = workshop(clone, "solve", "3")
+    assert solved.returncode == 0, solved.output
+    assert (folder / "test_step3.py").read_text() == committed(
+        clone, "steps/step3/test_step3.py"
+    ), f"solve must give the step its checks back:\n{solved.output}"
+    assert (folder / "app.py").read_text() == (
+        clone / "solutions/step3/app.py"
+    ).read_text()
+    assert "your checks kept" not in solved.stdout, solved.output
+    assert "checks" in solved.stdout and "back" in solved.stdout, solved.output
 
 
 def test_reset_and_solve_on_a_folder_that_already_matches_change_nothing(clone):
@@ -315,12 +358,11 @@ def test_reset_and_solve_on_a_folder_that_already_matches_change_nothing(clone):
 
 
 def test_a_step_that_does_not_exist_gets_one_clear_line(clone):
-    for target in ("reset", "solve", "hint", "diff", "watch", "check", "step"):
-        refused = make(clone, target, "8")
-        assert refused.returncode == 2 and "there is no step '8'" in refused.stderr, (
-            refused.output
-        )
-        assert "Traceback" not in refused.output, refused.output
+    for target in ("reset", "solve", "hint", "diff", "watch", "check", "step", "demo"):
+        for refused in (make(clone, target, "8"), workshop(clone, target, "8")):
+            assert refused.returncode == 2, refused.output
+            assert "there is no step '8'" in refused.stderr, refused.output
+            assert "Traceback" not in refused.output, refused.output
 
 
 # --- hints ------------------------------------------------------------------------------------------------------
@@ -331,19 +373,21 @@ def test_hint_gives_one_more_each_time_and_remembers(clone):
         tomllib.loads((clone / "workshop/hints.toml").read_text())["step3"]["hints"]
     )
     for shown in range(1, count + 1):
-        hint = make(clone, "hint", "3")
+        hint = workshop(clone, "hint", "3")
         assert hint.returncode == 0, hint.output
         assert f"hint {shown} of {count} (new)" in hint.stdout, hint.output
         # Only the new hint: the ones before it were read already (--all shows them again).
         assert hint.stdout.count(f" of {count}") == 1, hint.output
-    last = make(clone, "hint", "3")
+    last = workshop(clone, "hint", "3")
     assert "every hint for step 3" in last.stdout and "(new)" not in last.stdout, (
         last.output
     )
-    assert "hint 1 of" in make(clone, "hint", "4").stdout, (
+    assert "hint 1 of" in workshop(clone, "hint", "4").stdout, (
         "each step counts its own hints"
     )
     assert f"hint 1 of {count} (new)" in make(clone, "hint", "3", "AGAIN=1").stdout
+    every = workshop(clone, "hint", "3", "--all")
+    assert every.stdout.count(f" of {count}") == 2, every.output
     assert (clone / ".workshop-state/hints.json").is_file() and ignored_by_git(clone)
 
 
@@ -374,7 +418,7 @@ def test_every_step_has_three_or_four_hints_that_point_to_its_guide_sections(
 
 
 def test_diff_shows_what_is_left_then_nothing(clone):
-    diff = make(clone, "diff", "6")
+    diff = workshop(clone, "diff", "6")
     assert diff.returncode == 0, diff.output
     assert (
         "--- steps/step6/app.py" in diff.stdout
@@ -390,7 +434,38 @@ def test_diff_shows_what_is_left_then_nothing(clone):
         "no colour codes when the output is not a terminal"
     )
     assert make(clone, "solve", "6").returncode == 0
-    assert "steps/step6 matches solutions/step6" in make(clone, "diff", "6").stdout
+    assert "steps/step6 matches solutions/step6" in workshop(clone, "diff", "6").stdout
+
+
+def changed_lines(diff: str) -> list[str]:
+    return [
+        line
+        for line in diff.splitlines()
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
+
+
+def test_diff_shows_the_same_changes_as_the_guide(clone):
+    """Regression: `make diff` used difflib's autojunk, which on files of 200 lines or
+    more shows other changes than the guide's "What changes" tab (187 lines against 179)."""
+    around = [f"line {number}" for number in range(100)] + ["", ""]
+    yours = [*around, "old 1", "", "", "old 2", *reversed(around)]
+    finished = [*around, "new 1", "", "", "new 2", *reversed(around)]
+    (clone / "steps/step1/app.py").write_text("\n".join(yours) + "\n")
+    (clone / "solutions/step1/app.py").write_text("\n".join(finished) + "\n")
+    shown = workshop(clone, "diff", "1")
+    assert shown.returncode == 0, shown.output
+    hook = load_guide_hook()
+    rows = hook.diff_rows(yours, finished)
+    guide = [
+        ("-" if kind == "del" else "+")
+        + (yours[old - 1] if kind == "del" else finished[new - 1])
+        for kind, old, new in rows
+        if kind != "same"
+    ]
+    assert changed_lines(shown.stdout) == guide, (
+        f"make diff:\n{shown.stdout}\nthe guide's What changes:\n{guide}"
+    )
 
 
 # --- doctor -------------------------------------------------------------------------------------------------------
@@ -417,7 +492,7 @@ def busy_port():
 
 
 def test_doctor_fails_with_a_clear_line_when_the_chat_port_is_busy(clone, busy_port):
-    doctor = make(clone, "doctor", f"PORT={busy_port}")
+    doctor = workshop(clone, "doctor", "--port", str(busy_port))
     assert doctor.returncode != 0, doctor.output
     line = next(
         (
@@ -450,19 +525,10 @@ def test_doctor_only_warns_without_a_browser(clone):
 
 
 def test_doctor_only_warns_when_the_guide_port_is_busy(clone, busy_port):
-    doctor = run(
-        [
-            sys.executable,
-            "-m",
-            "workshop.doctor",
-            "--port",
-            str(free_port()),
-            "--guide-port",
-            str(busy_port),
-        ],
-        clone,
+    doctor = workshop(
+        clone, "doctor", "--port", str(free_port()), "--guide-port", str(busy_port)
     )
-    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert doctor.returncode == 0, doctor.output
     assert f"WARN  port {busy_port} (the guide" in doctor.stdout, doctor.stdout
 
 
@@ -525,16 +591,14 @@ class Watcher:
 def processes_running_in(folder: Path) -> dict[int, str]:
     """pid -> command line of live processes working in folder or naming it (make, watch, pytest, servers)."""
     found = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    for process in psutil.process_iter():
         try:
-            command = (
-                Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            )
-            directory = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
+            command = " ".join(process.cmdline())
+            directory = process.cwd()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue  # gone meanwhile, or not ours to look at
         if str(folder) in command or Path(directory).is_relative_to(folder):
-            found[int(pid)] = command
+            found[process.pid] = command
     return found
 
 

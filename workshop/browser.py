@@ -17,8 +17,8 @@ failure instead: the browser checks must never silently stop running.
 
 import itertools
 import os
-import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -27,15 +27,13 @@ try:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 except ImportError:  # the browser fixture skips, and says how to install it
-    sync_playwright = None
+    sync_playwright = None  # type: ignore[assignment]
 
+from workshop.chromium import find_chromium
 from workshop.harness import WAIT_SECONDS, ChatServer, gave_up_waiting
+from workshop.pictures import save_if_changed
 from workshop.steps import ROOT
 
-# CHROMIUM=/path/to/chrome if set, else a Chromium on PATH, else the one `playwright install chromium`
-# downloads. The headless shell (Debian: `apt-get install chromium-headless-shell`) comes first: it is the
-# browser without its windows, the one Playwright itself prefers, and opens tabs about twice as fast.
-SYSTEM_CHROMIUM = ("chromium-headless-shell", "chromium", "chromium-browser")
 CHROMIUM_FLAGS = [
     "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
     "--disable-gpu",
@@ -60,21 +58,10 @@ FIND_LINE_JS = """([text, kind, after]) => [...document.querySelectorAll('#messa
     line => line.textContent.includes(text) && (!kind || line.classList.contains(kind)))"""
 
 
-def _unavailable(reason: str):
+def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true, so the browser checks must run: {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-def find_chromium() -> str | None:
-    """The path of the Chromium to drive, or None (then Playwright's own download is the one to try)."""
-    if os.environ.get("CHROMIUM"):
-        return os.environ["CHROMIUM"]
-    for candidate in SYSTEM_CHROMIUM:
-        found = shutil.which(candidate)
-        if found:
-            return found
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -209,11 +196,9 @@ class ChatTab:
         self.page.close()
 
     def screenshot(self, path: Path) -> None:
-        """Save what the tab shows as a PNG; an unchanged picture is not rewritten (mkdocs serve watches docs/)."""
-        picture = self.page.screenshot(animations="disabled", caret="hide")
-        if not path.exists() or path.read_bytes() != picture:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(picture)
+        """Save what the tab shows as a PNG, unless the saved one looks the same (other bytes
+        from another machine's Chromium must not dirty the tree; mkdocs serve watches docs/)."""
+        save_if_changed(path, self.page.screenshot(animations="disabled", caret="hide"))
 
 
 @pytest.fixture
@@ -266,6 +251,18 @@ def open_tab(browser_context, server):
         return tab
 
     return open_tab
+
+
+@pytest.fixture
+def new_tab(browser_context):
+    """new_tab(label) opens a blank tab, as a ChatTab, for a check that goes somewhere else
+    before the chat (a login form); new_tab(label, context=...) opens it in another
+    context (another person's browser, with its own cookies)."""
+
+    def new_tab(label: str, context=None) -> ChatTab:
+        return ChatTab((context or browser_context).new_page(), label)
+
+    return new_tab
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ and plain HTTP. Every wait is a wait for an event (a message, an open port) with
 """
 
 import base64
+import http.client
 import json
 import os
 import re
@@ -20,10 +21,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as websocket_connect
 
-from workshop import diagnoses
+from workshop import diagnoses, processes, redis_server
 from workshop.ports import free_port
 from workshop.steps import ROOT
 
@@ -71,11 +72,13 @@ class ChatServer:
         command: list[str],
         env: dict | None = None,
         port: int | None = None,
+        host: str = "127.0.0.1",
     ):
         self.app_dir = Path(app_dir)
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/ws/chat"
+        self.host = host  # 127.0.0.2 plays another machine (scale.md#machines)
+        self.port = port or free_port(host)
+        self.url = f"http://{host}:{self.port}"
+        self.ws_url = f"ws://{host}:{self.port}/ws/chat"
         # A file, not a pipe: a server that logs a lot must never block on a full pipe nobody reads.
         self._log = tempfile.NamedTemporaryFile(
             prefix="chat-server-", suffix=".log", delete=False
@@ -88,7 +91,17 @@ class ChatServer:
             "WORKSHOP_STACKS_FILE": str(self._stacks),
         }
         environment.pop("CELLO_ENV", None)  # production mode forks one process per CPU
+        # Its own chat history (chapter history.md), in a folder deleted with this object: each check starts
+        # from an empty room.
+        self._history_folder = tempfile.TemporaryDirectory(prefix="chat-history-")
+        environment["CHAT_HISTORY"] = str(
+            Path(self._history_folder.name) / "chat-history.db"
+        )
         environment.update(env or {})
+        # The scale chapter's app talks to Redis: one of its own unless the check gives one.
+        self.redis = redis_server.for_a_check(self.app_dir, env or {})
+        if self.redis is not None:
+            environment["REDIS_URL"] = self.redis.url
         self.process = subprocess.Popen(
             [part.replace("{port}", str(self.port)) for part in command],
             cwd=ROOT,
@@ -129,7 +142,7 @@ class ChatServer:
                     f"It printed:\n{printed}{hint}"
                 )
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
                 self.accepted = True
                 return self
             except OSError:
@@ -172,11 +185,55 @@ class ChatServer:
                 f"GET {path} should answer JSON, but answered: {body[:300]}"
             ) from None
 
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: str | bytes | None = None,
+        headers: dict | None = None,
+    ) -> tuple[int, dict, str]:
+        """(status, headers with lower-case names, body text) of any request. Redirects
+        are returned, not followed; an HTTP error status is returned, not raised."""
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=WAIT_SECONDS
+        )
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            text = response.read().decode(errors="replace")
+        except OSError as error:
+            raise AssertionError(f"{method} {path} got no answer: {error}") from None
+        finally:
+            connection.close()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, text
+
     # --- WebSocket clients -------------------------------------------------------------------------------------
-    def connect(self, path: str = "/ws/chat") -> "ChatClient":
-        client = ChatClient(self.url.replace("http", "ws", 1) + path, server=self)
+    def connect(
+        self, path: str = "/ws/chat", headers: dict | None = None
+    ) -> "ChatClient":
+        """A new participant; `headers` go with the upgrade request (a login's cookie)."""
+        client = ChatClient(self.url.replace("http", "ws", 1) + path, headers, self)
         self._clients.append(client)
         return client
+
+    def refusal(
+        self, headers: dict | None = None, path: str = "/ws/chat"
+    ) -> tuple[int, str] | None:
+        """(status, body) with which the server refuses a WebSocket upgrade carrying these
+        headers; None if it lets the connection in (which is then closed at once)."""
+        try:
+            websocket_connect(
+                self.url.replace("http", "ws", 1) + path,
+                additional_headers=headers,
+                open_timeout=WAIT_SECONDS,
+                legacy=True,
+            ).close()
+        except InvalidStatus as refused:
+            response = refused.response
+            return response.status_code, bytes(response.body or b"").decode(
+                errors="replace"
+            )
+        return None
 
     def close_clients(self) -> None:
         for client in self._clients:
@@ -246,13 +303,11 @@ class ChatServer:
 
     def stop(self) -> None:
         self.close_clients()
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)  # Ctrl-C, as a learner would
-            try:
-                self.process.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        # Ctrl-C, as a learner would, then kill.
+        processes.stop(self.process, grace=STOP_SECONDS)
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
         if self._final_output is None:
             self._final_output = self.output()
             self._log.close()
@@ -266,18 +321,20 @@ class ChatServer:
         self.stop()
 
 
-def server_command(app_dir: Path, direct: bool = False) -> list[str]:
+def server_command(
+    app_dir: Path, direct: bool = False, host: str = "127.0.0.1"
+) -> list[str]:
     """How a check starts app_dir's app: through `workshop.serve` (as `make step N` does), or
     with `direct=True` as `python app.py` (step 7's own entry point), on port {port}."""
     app_dir = Path(app_dir).resolve()
     if direct:
-        return [sys.executable, str(app_dir / "app.py"), "--host", "127.0.0.1"] + [
+        return [sys.executable, str(app_dir / "app.py"), "--host", host] + [
             "--port",
             "{port}",
         ]
     return [sys.executable, "-m", "workshop.serve", str(app_dir)] + [
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         "{port}",
     ]
@@ -289,12 +346,13 @@ def start_server(
     direct: bool = False,
     port: int | None = None,
     extra: list[str] | None = None,
+    host: str = "127.0.0.1",
 ) -> ChatServer:
     """Start app_dir's app on a free port: through `workshop.serve` (as `make step N` does), or
     with `direct=True` as `python app.py --port P` (step 7's own entry point). `port=` restarts a stopped
     server where its clients (a browser tab that reconnects) will look for it; `extra` adds
-    command-line arguments."""
-    return start_servers([(app_dir, env, direct, port, extra)])[0]
+    command-line arguments; `host` another loopback address (scale.md#machines)."""
+    return start_servers([(app_dir, env, direct, port, extra, host)])[0]
 
 
 def stop_servers(servers: list[ChatServer]) -> None:
@@ -302,19 +360,22 @@ def stop_servers(servers: list[ChatServer]) -> None:
     for server in servers:
         server.close_clients()
         if server.process.poll() is None:
-            os.killpg(server.process.pid, signal.SIGINT)
+            processes.interrupt(processes.with_descendants(server.process.pid))
     for server in servers:
         server.stop()
 
 
 def start_servers(specs: list[tuple]) -> list[ChatServer]:
-    """Several servers started at once, each (app_dir, env, direct, port, extra) as for
-    start_server: they start side by side, which is quicker than one after the other."""
+    """Several servers started at once, each (app_dir, env, direct, port, extra[, host]) as
+    for start_server: they start side by side, which is quicker than one after the other."""
     servers: list[ChatServer] = []
     try:
-        for app_dir, env, direct, port, extra in specs:
-            command = server_command(app_dir, direct) + list(extra or [])
-            servers.append(ChatServer(Path(app_dir).resolve(), command, env, port))
+        for app_dir, env, direct, port, extra, *rest in specs:
+            host = rest[0] if rest else "127.0.0.1"
+            command = server_command(app_dir, direct, host) + list(extra or [])
+            servers.append(
+                ChatServer(Path(app_dir).resolve(), command, env, port, host)
+            )
         for server in servers:
             server.wait_until_accepting()
         return servers
@@ -340,13 +401,19 @@ class ChatClient:
     error, closes the connection, answers with an error nobody asked for, or sends something that
     is not a JSON object."""
 
-    def __init__(self, url: str, server: "ChatServer | None" = None):
+    def __init__(
+        self,
+        url: str,
+        headers: dict | None = None,
+        server: "ChatServer | None" = None,
+    ):
         self.server = server
         try:
             # max_queue=None: keep reading frames even when the test has not consumed them yet; a client with a
             # full queue stops reading the socket and would only notice the server's close after close_timeout.
             self.connection = websocket_connect(
                 url,
+                additional_headers=headers,
                 open_timeout=WAIT_SECONDS,
                 max_size=None,
                 max_queue=None,

@@ -3,18 +3,17 @@
 The texts live in workshop/hints.toml. How many of each step's hints the learner has seen is kept in
 .workshop-state/hints.json (git ignores it), so the next `make hint N` goes one further.
 
-    python -m workshop.hints N            # the hints seen so far, and one more
-    python -m workshop.hints N --again    # start step N's hints from the first one again
+    python -m workshop hint 4            # one more hint for step 4
+    python -m workshop hint 4 --again    # start step 4's hints from the first one again
+    python -m workshop hint 4 --all      # every hint of step 4 seen so far
 """
 
-import argparse
 import json
 import re
-import sys
 import tomllib
 from pathlib import Path
 
-from workshop.steps import ROOT, guide_link, step
+from workshop.steps import ROOT, Step, guide_link
 
 HINTS_FILE = Path(__file__).with_name("hints.toml")
 STATE_FILE = ROOT / ".workshop-state" / "hints.json"
@@ -54,29 +53,14 @@ def formatted(hint: str) -> str:
     return "\n".join("    " + line if line else "" for line in hint.splitlines())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("key", help="a step, 1 to 7, or a chapter")
-    parser.add_argument(
-        "--again",
-        action="store_true",
-        help="forget which hints were shown and start over",
-    )
-    parser.add_argument(
-        "--all", action="store_true", help="show every hint seen so far again"
-    )
-    args = parser.parse_args(argv)
-    try:
-        the_step = step(args.key)
-    except ValueError as problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+def show(the_step: Step, again: bool = False, every: bool = False) -> int:
+    """The next hint for the step (the first again with `again`; all seen with `every`)."""
     key, hints = the_step.key, all_hints()[the_step.folder]
-    before = 0 if args.again else min(hints_seen().get(key, 0), len(hints))
+    before = 0 if again else min(hints_seen().get(key, 0), len(hints))
     shown = min(before + 1, len(hints))
     remember(key, shown)
 
-    first = 1 if args.all else shown  # the new hint only: the earlier ones were read
+    first = 1 if every else shown  # the new hint only: the earlier ones were read
     for index, hint in enumerate(hints[first - 1 : shown], start=first):
         new = " (new)" if index > before else ""
         print(
@@ -96,7 +80,3 @@ def main(argv: list[str] | None = None) -> int:
             f"`make solve {key}` puts the finished step in place (your folder is backed up first)."
         )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,9 +6,9 @@ chat. So every way of starting a server in this workshop asks here first.
 """
 
 import errno
-import os
 import socket
-from pathlib import Path
+
+import psutil
 
 GUIDE_PORT = 8001  # mkdocs.yml's dev_addr
 
@@ -28,61 +28,56 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         return probe.getsockname()[1]
 
 
-def _listening_inodes(port: int) -> set[str]:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "0A":  # 0A = LISTEN
-                inodes.add(fields[9])
-    return inodes
-
-
 def who_listens(port: int) -> str | None:
-    """'pid 4242: python -m workshop.serve steps/step3', or None where /proc does not tell (macOS, other users)."""
-    inodes = _listening_inodes(port)
-    if not inodes:
-        return None
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    """'pid 4242: python -m workshop.serve steps/step3', or None where the system does not
+    tell (a process of another user)."""
+    for pid in _listeners(port):
         try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target[8:-1] in inodes:
-                try:
-                    command = (
-                        Path(f"/proc/{pid}/cmdline")
-                        .read_bytes()
-                        .replace(b"\0", b" ")
-                        .decode()
-                        .strip()
-                    )
-                except OSError:
-                    command = "?"
-                return f"pid {pid}: {command}"
+            command = " ".join(psutil.Process(pid).cmdline()) or "?"
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            command = "?"
+        return f"pid {pid}: {command}"
     return None
 
 
-def suggest_port(busy: int, host: str) -> int:
-    """The next free port after `busy`, never the guide's 8001 (`make docs` wants it in a workshop)."""
+def _listeners(port: int) -> list[int]:
+    """Pids with a TCP socket listening on port. The whole table needs no privileges on
+    Linux and Windows; on macOS it does, and each of our own processes is asked instead."""
+    try:
+        return [
+            c.pid for c in psutil.net_connections("tcp") if _listens(c, port) and c.pid
+        ]
+    except psutil.AccessDenied:
+        pass
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if any(_listens(c, port) for c in process.net_connections("tcp")):
+                found.append(process.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def _listens(connection, port: int) -> bool:
+    return bool(
+        connection.status == psutil.CONN_LISTEN
+        and connection.laddr
+        and connection.laddr.port == port
+    )
+
+
+def suggest_port(busy: int, host: str, avoid: tuple[int, ...] = (GUIDE_PORT,)) -> int:
+    """The next free port after `busy`, never one of `avoid` (the guide's 8001: `make docs`
+    wants it in a workshop)."""
     for candidate in range(busy + 1, busy + 100):
-        if candidate != GUIDE_PORT and port_is_free(candidate, host):
+        if candidate not in avoid and port_is_free(candidate, host):
             return candidate
     return free_port()
 

@@ -15,11 +15,9 @@ Fast enough to run after every edit:
 """
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workshop.steps import ROOT, STEPS, Step
+import psutil
+
+from workshop import processes, share
+from workshop.share import SHARE_LATER
+from workshop.starters import folder_files
+from workshop.steps import NUMBERED, ROOT, STEPS, Step
 
 # Long enough for a passing check on a busy two-core laptop running all seven steps at once; short enough
 # that the untouched starters' failing waits stay quick. A CHECK_WAIT_SECONDS the learner set wins.
@@ -53,6 +56,8 @@ class CheckResults:
     skipped: int = 0  # browser checks not run yet, or not runnable here (no Chromium)
     problem: str = ""  # set when pytest could not run the checks at all
     from_earlier_run: bool = False  # passed before, and nothing has changed since
+    # Each check's outcome by name, for make share (workshop/share.py).
+    outcomes: dict[str, str] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -91,6 +96,21 @@ def has_browser_checks(step: Step) -> bool:
     )
 
 
+def junit_outcomes(report: Path) -> dict[str, str]:
+    """Test id ("module.Class::name") -> "passed", "failed", "error" or "skipped", from
+    the JUnit XML report pytest writes with --junitxml."""
+    outcomes = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        kinds = {child.tag for child in case}
+        outcome = next(
+            (kind for kind in ("failure", "error", "skipped") if kind in kinds),
+            "passed",
+        )
+        name = f"{case.get('classname')}::{case.get('name')}"
+        outcomes[name] = {"failure": "failed"}.get(outcome, outcome)
+    return outcomes
+
+
 def read_report(
     step: Step, report: Path, exit_status: int, output: str
 ) -> CheckResults:
@@ -104,58 +124,43 @@ def read_report(
         )
         results.problem = f"the checks could not run ({last_line})"
         return results
-    for case in ElementTree.parse(report).iter("testcase"):
+    for name, outcome in junit_outcomes(report).items():
         results.total += 1
-        outcomes = {child.tag for child in case}
-        if outcomes & {"failure", "error"}:
-            results.failed.append(case.get("name"))
-        elif "skipped" in outcomes:
+        check = name.rpartition("::")[2]
+        if outcome in ("failed", "error"):
+            results.failed.append(check)
+            results.outcomes[check] = "failed"
+        elif outcome == "skipped":
             results.skipped += 1
+            results.outcomes.setdefault(check, "skipped")
         else:
             results.passed += 1
+            results.outcomes.setdefault(check, "passed")
     return results
 
 
-def processes_of_run(run_id: str) -> list[int]:
+def processes_of_run(run_id: str) -> list[psutil.Process]:
     """Live processes that inherited this run's RUN_MARKER: the checks and the servers they started."""
-    marker = f"{RUN_MARKER}={run_id}".encode()
     found = []
-    for pid in filter(
-        str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []
-    ):
+    for process in psutil.process_iter():
         try:
-            if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                found.append(int(pid))
-        except OSError:
+            if process.environ().get(RUN_MARKER) == run_id:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue  # gone meanwhile, or another user's
     return found
 
 
 def stop_checks(checks: subprocess.Popen, run_id: str) -> None:
     """Ctrl-C for a run of the checks, which then stop the servers they started; their output is dropped."""
-    if checks.poll() is None:
-        checks.send_signal(signal.SIGINT)
-    try:
-        checks.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        checks.kill()
-        checks.communicate()
+    processes.stop(checks, grace=15)
     stop_leftovers(run_id)
 
 
 def stop_leftovers(run_id: str) -> None:
     """Stop what a run of the checks left behind. A Ctrl-C that lands while a check is still starting its
     server leaves that server running (the fixture that would stop it never finished)."""
-    for pid in processes_of_run(run_id):
-        with contextlib.suppress(ProcessLookupError):
-            # As Ctrl-C would: the server shuts down cleanly.
-            os.kill(pid, signal.SIGINT)
-    deadline = time.monotonic() + 5
-    while (left := processes_of_run(run_id)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for pid in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    processes.stop_all(processes_of_run(run_id))
 
 
 def run_id_of(step: Step) -> str:
@@ -172,7 +177,12 @@ def run_checks(step: Step) -> CheckResults:
             pytest_command(step, report, ("-q",)),
             cwd=ROOT,
             text=True,
-            env={**checks_environment(wait_seconds), RUN_MARKER: run_id},
+            # make share: this table is reported once, below (share.SHARE_LATER).
+            env={
+                **checks_environment(wait_seconds),
+                RUN_MARKER: run_id,
+                SHARE_LATER: "1",
+            },
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -196,12 +206,12 @@ def fingerprint(step: Step) -> str:
     """Changes whenever anything the step's checks depend on changes."""
     digest = hashlib.sha256(sys.version.encode())
     inputs = [
-        *step.starter_dir.rglob("*"),
-        *(ROOT / "workshop").rglob("*.py"),
+        *folder_files(step.starter_dir).values(),
+        *folder_files(ROOT / "workshop").values(),
         *(ROOT / name for name in ("conftest.py", "pytest.ini", "requirements.txt")),
     ]
     for path in sorted(inputs):
-        if path.is_file() and "__pycache__" not in path.parts:
+        if path.is_file():
             digest.update(
                 path.relative_to(ROOT).as_posix().encode()
                 + b"\0"
@@ -254,10 +264,14 @@ def step_results(step: Step, fingerprints: dict[str, str], kept: dict) -> CheckR
 
 def table(results: list[CheckResults]) -> str:
     title_width = max(len(result.step.title) for result in results)
-    lines = [f"  {'step':>5}  {'':{title_width}}  checks passing  status", ""]
+    key_width = max(5, *(len(result.step.key) for result in results))
+    lines = [f"  {'step':>{key_width}}  {'':{title_width}}  checks passing  status", ""]
     for result in results:
-        if result.step.is_chapter and not result.step.previous.is_chapter:
-            lines.append(f"  {'':>5}  Beyond the tutorial: chapters (make step NAME)")
+        previous = result.step.previous
+        if result.step.is_chapter and previous and not previous.is_chapter:
+            lines.append(
+                f"  {'':>{key_width}}  Beyond the tutorial: chapters (make step NAME)"
+            )
         counted = f"{result.passed} of {result.total}" if not result.problem else "-"
         status = "passed" if result.done else "not yet"
         if result.done and result.skipped:
@@ -267,7 +281,9 @@ def table(results: list[CheckResults]) -> str:
         if result.problem:
             status += f": {result.problem}"
         key, title = result.step.key, result.step.title
-        lines.append(f"  {key:>5}  {title:{title_width}}  {counted:>14}  {status}")
+        lines.append(
+            f"  {key:>{key_width}}  {title:{title_width}}  {counted:>14}  {status}"
+        )
     return "\n".join(lines)
 
 
@@ -279,7 +295,10 @@ def next_step_advice(results: list[CheckResults]) -> str:
         )
     if not any(not result.done for result in results if not result.step.is_chapter):
         chapters = ", ".join(result.step.key for result in todo)
-        done = "All seven steps pass: your chat runs with `make step 7`."
+        last = NUMBERED[-1].key
+        done = (
+            f"All {len(NUMBERED)} steps pass: your chat runs with `make step {last}`."
+        )
         return (
             f"{done} Beyond the tutorial, the chapters: {chapters} (make check NAME)."
         )
@@ -325,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         f"\n(checked in {seconds:.1f} s, waiting at most {PROGRESS_WAIT_SECONDS} s for each event; "
         "`make check N` waits longer)"
     )
+    shared = share.send(share.outcomes_of_progress(results))
+    if shared:
+        print(shared)
     unchanged = [result.step.key for result in results if result.from_earlier_run]
     if unchanged:
         print(

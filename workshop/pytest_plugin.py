@@ -121,7 +121,8 @@ def chat_module(app_dir):
         spec = importlib.util.spec_from_file_location(
             f"chat_app_{next(_module_names)}", app_dir / "app.py"
         )
-        assert spec is not None and spec.loader is not None  # a .py file has both
+        # A .py file always has both (this tells the type checker).
+        assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)

@@ -1,7 +1,7 @@
 """Put a step folder back to its starter, or forward to its finished code, never losing the learner's work.
 
-    python -m workshop.restore reset N    # steps/stepN as it was handed out   (make reset N)
-    python -m workshop.restore solve N    # solutions/stepN's app files, with the step's checks kept   (make solve N)
+    python -m workshop reset 4    # steps/step4 as it was handed out
+    python -m workshop solve 4    # solutions/step4's app files, with the step's checks
 
 Both first copy the current steps/stepN into .backups/stepN-<date>-<time>/ (git ignores .backups/) and say so.
 
@@ -13,14 +13,13 @@ A clone without an upstream branch (a new local branch, a repository made with `
 origin/HEAD, then to HEAD itself.
 """
 
-import argparse
 import datetime
 import subprocess
 import sys
 from pathlib import Path
 
-from workshop.starters import TODO_START, app_files
-from workshop.steps import ROOT, Step, step
+from workshop.starters import TODO_START, app_files, folder_files, is_check
+from workshop.steps import ROOT, Step
 
 BACKUPS = ROOT / ".backups"
 
@@ -83,13 +82,7 @@ def current_files(folder: Path) -> dict[str, bytes]:
     """Everything in folder that a learner could have written (caches aside)."""
     if not folder.is_dir():
         return {}
-    return {
-        path.relative_to(folder).as_posix(): path.read_bytes()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-        and "__pycache__" not in path.parts
-        and ".pytest_cache" not in path.parts
-    }
+    return {name: path.read_bytes() for name, path in folder_files(folder).items()}
 
 
 def back_up(the_step: Step) -> Path | None:
@@ -157,35 +150,41 @@ def solve(the_step: Step) -> int:
     finished = {name: path.read_bytes() for name, path in app_files(solution).items()}
     if not finished:
         raise RestoreError(f"{solution.relative_to(ROOT)} has no files to copy.")
-    # The step's checks stay: they grade the folder, and the learner may have run or read them.
-    checks = {
-        name: content
-        for name, content in current_files(folder).items()
-        if name not in app_files(folder)
-    }
-    replace_folder(
-        the_step,
-        {**checks, **finished},
-        f"the finished {the_step.label} (your checks kept)",
-    )
+    # The step's checks stay: they grade the folder, and the learner may have run or read
+    # them. Those missing (an emptied folder) come back as they were handed out.
+    kept = {n: c for n, c in current_files(folder).items() if is_check(n)}
+    try:
+        commit, chosen = pristine_commit()
+        handed_out = {
+            n: c for n, c in committed_files(commit, folder).items() if is_check(n)
+        }
+    except RestoreError as problem:
+        if not kept:
+            raise RestoreError(
+                f"steps/{the_step.folder} has no checks left (test_*.py), and they "
+                f"cannot be brought back: {problem}"
+            )
+        handed_out = {}
+    back = {n: c for n, c in handed_out.items() if n not in kept}
+    description = f"the finished {the_step.label}"
+    if back:
+        description += (
+            f", with its checks ({', '.join(sorted(back))}) back from {chosen} "
+            f"({commit[:10]})"
+        )
+    if kept:
+        description += " (your checks kept)" if not back else "; your other checks kept"
+    replace_folder(the_step, {**back, **kept, **finished}, description)
     print(
         f"Next: `make check {the_step.key}` grades it, `make step {the_step.key}` runs it."
     )
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["reset", "solve"])
-    parser.add_argument("key", help="a step, 1 to 7, or a chapter")
-    args = parser.parse_args(argv)
+def run(action: str, the_step: Step) -> int:
+    """`python -m workshop reset|solve STEP`: 1 with one line when it cannot be done."""
     try:
-        the_step = step(args.key)
-        return reset(the_step) if args.action == "reset" else solve(the_step)
-    except (ValueError, RestoreError) as problem:
+        return reset(the_step) if action == "reset" else solve(the_step)
+    except RestoreError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

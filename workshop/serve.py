@@ -11,6 +11,7 @@ import runpy
 import sys
 from pathlib import Path
 
+from workshop import redis_server
 from workshop.ports import busy_port_message, port_is_free
 
 
@@ -82,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     allow_open_files()
+    # The scale chapter's app talks to Redis: one for it, unless REDIS_URL names one.
+    redis_server.for_the_app(folder)
     # The step's own modules (e.g. step 7's helpers) import as they would under `python app.py`.
     sys.path.insert(0, str(folder.resolve()))
     sys.argv = [

@@ -19,7 +19,9 @@ from workshop.steps import STEPS, Step
 
 # TODO(step 3) in a numbered step, TODO(room) in a chapter.
 TODO_START = re.compile(r"TODO\((step \d+|[a-z][a-z-]*)\)")
-LEARNER_FILES_IGNORED = ("test_", "conftest")
+CHECK_FILES = ("test_", "conftest")
+# What an app writes as it runs, not code: chapter history's SQLite file and its -wal, -shm.
+RUN_TIME_FILES = re.compile(r".*\.db([-.].*)?$")
 
 
 def todo_blocks(lines: list[str]) -> list[tuple[str, int, int]]:
@@ -51,14 +53,34 @@ def layout_insensitive(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if line.strip()) + "\n"
 
 
-def app_files(folder: Path) -> dict[str, Path]:
-    """The app's own files in a step folder (not its checks, not caches)."""
+CACHES = ("__pycache__", ".pytest_cache")
+
+
+def folder_files(folder: Path) -> dict[str, Path]:
+    """Every file in a step folder that a learner could have written (caches aside), by
+    its path relative to the folder: "app.py", "test_step4.py"."""
     return {
         path.relative_to(folder).as_posix(): path
         for path in sorted(folder.rglob("*"))
         if path.is_file()
-        and "__pycache__" not in path.parts
-        and not path.name.startswith(LEARNER_FILES_IGNORED)
+        and not _in_a_cache(path.relative_to(folder).parts)
+        and not RUN_TIME_FILES.match(path.name)
+    }
+
+
+def _in_a_cache(parts: tuple[str, ...]) -> bool:
+    return any(part in CACHES for part in parts)
+
+
+def is_check(name: str) -> bool:
+    """A step's checks (test_*.py, conftest.py): the same in steps/ and solutions/."""
+    return Path(name).name.startswith(CHECK_FILES)
+
+
+def app_files(folder: Path) -> dict[str, Path]:
+    """The app's own files in a step folder (not its checks, not caches)."""
+    return {
+        name: path for name, path in folder_files(folder).items() if not is_check(name)
     }
 
 

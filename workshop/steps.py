@@ -20,6 +20,10 @@ class Step:
     title: str
     builds_on: str | None  # the key whose finished code this starter begins from
     minutes: int
+    # The earlier steps whose checks its solution must still pass; None: all of them.
+    # Set only by a chapter that changes the rules on purpose, with the reason.
+    keeps_checks_of: tuple[str, ...] | None = None
+    keeps_because: str = ""
 
     @property
     def is_chapter(self) -> bool:
@@ -71,12 +75,38 @@ class Step:
         """The steps this one builds on, from step 1, and itself last."""
         return [*(self.previous.lineage if self.previous else []), self]
 
+    @property
+    def checked_by(self) -> list["Step"]:
+        """The steps whose checks its solution must pass: its lineage's, but for the
+        earlier ones a chapter that changes the rules no longer keeps (course.toml's
+        keeps_checks_of, and keeps_because says why), and itself last."""
+        earlier = self.previous.checked_by if self.previous else []
+        if self.keeps_checks_of is not None:
+            earlier = [s for s in earlier if s.key in self.keeps_checks_of]
+        return [*earlier, self]
+
+
+def _step(entry: dict) -> Step:
+    keeps = entry.get("keeps_checks_of")
+    because = entry.get("keeps_because", "").strip()
+    if (keeps is None) != (not because):
+        raise ValueError(
+            f"{COURSE_FILE}: step {entry['key']!r} needs keeps_checks_of and "
+            "keeps_because together: which earlier checks still apply, and why the "
+            "others do not"
+        )
+    return Step(
+        entry["key"],
+        entry["title"],
+        entry.get("builds_on"),
+        entry["minutes"],
+        None if keeps is None else tuple(str(key) for key in keeps),
+        because,
+    )
+
 
 _COURSE = tomllib.loads(COURSE_FILE.read_text(encoding="utf-8"))
-STEPS = [
-    Step(entry["key"], entry["title"], entry.get("builds_on"), entry["minutes"])
-    for entry in _COURSE["step"]
-]
+STEPS = [_step(entry) for entry in _COURSE["step"]]
 NUMBERED = [s for s in STEPS if not s.is_chapter]
 CHAPTERS = [s for s in STEPS if s.is_chapter]
 
@@ -106,3 +136,18 @@ def guide_link(section: str) -> str:
     page, _, anchor = section.partition("#")
     url = f"{GUIDE_URL}/{page.removesuffix('.md')}/" + (f"#{anchor}" if anchor else "")
     return f"docs/{section}  (served by `make docs` at {url})"
+
+
+def _check_kept_checks() -> None:
+    """keeps_checks_of names only steps that the step builds on."""
+    for each in STEPS:
+        earlier = {s.key for s in each.lineage[:-1]}
+        unknown = set(each.keeps_checks_of or ()) - earlier
+        if unknown:
+            raise ValueError(
+                f"{COURSE_FILE}: {each.label} keeps the checks of steps it does not "
+                f"build on: {', '.join(sorted(unknown))}"
+            )
+
+
+_check_kept_checks()

@@ -22,7 +22,8 @@ from workshop.progress import (
     read_report,
     stop_checks,
 )
-from workshop.steps import ROOT, STEPS, Step, step
+from workshop.starters import folder_files
+from workshop.steps import ROOT, STEPS, Step
 
 POLL_SECONDS = 0.5
 
@@ -37,20 +38,16 @@ def is_editor_scratch(name: str) -> bool:
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    """Each file's (modification time, size): a change to either is a change. Caches are not the learner's."""
+    """Each file's (modification time, size): a change to either is a change."""
     files = {}
-    for path in folder.rglob("*"):
-        relative = path.relative_to(folder)
-        if "__pycache__" in relative.parts or any(
-            is_editor_scratch(part) for part in relative.parts
-        ):
+    for name, path in folder_files(folder).items():
+        if any(is_editor_scratch(part) for part in Path(name).parts):
             continue
         try:
             status = path.stat()
         except FileNotFoundError:
             continue  # deleted between listing and looking
-        if path.is_file():
-            files[relative.as_posix()] = (status.st_mtime_ns, status.st_size)
+        files[name] = (status.st_mtime_ns, status.st_size)
     return files
 
 
@@ -91,6 +88,7 @@ def run_checks_showing_output(the_step: Step) -> CheckResults:
         )
         tail = b""  # the end of the output, to explain a run that could not even start
         try:
+            assert checks.stdout is not None  # a pipe: stdout=PIPE above
             while chunk := os.read(checks.stdout.fileno(), 4096):
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()
@@ -141,22 +139,10 @@ def watch(the_step: Step) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    arguments = sys.argv[1:] if argv is None else argv
-    try:
-        the_step = step(arguments[0])
-    except (IndexError, ValueError):
-        print(
-            "usage: python -m workshop watch STEP   (a step, 1 to 7, or a chapter)",
-            file=sys.stderr,
-        )
-        return 2
+def run(the_step: Step) -> int:
+    """`python -m workshop watch STEP`: until Ctrl-C, which ends it with one line."""
     try:
         watch(the_step)
     except KeyboardInterrupt:
         print(f"\n[watch] Stopped watching steps/{the_step.folder}.", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

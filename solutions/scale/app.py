@@ -1,0 +1,185 @@
+"""A real-time chat on Cello, built one step at a time in the workshop."""
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+# Ready-made: one room over many processes, through Redis (scale.md#the-broker).
+from broker import Broker
+from cello import App, Response
+
+# Ready-made for a whole room: outboxes, and many open files (room.md#outboxes).
+from classroom import Outbox, allow_many_connections
+from messages import BadMessage, parse_message
+
+app = App()
+
+# Every connected client: ws_id -> {"ws": ws, "username": str}
+clients = {}
+# Their messages on the way out: ws_id -> Outbox. A client is in both dicts, or neither.
+outboxes = {}
+# Handlers run on many threads at once: use `clients` only while holding this lock
+# (step2.md#the-client-store).
+clients_lock = threading.Lock()
+# A ping every 30 s (the checks set less); three unanswered: gone (step7.md#heartbeat).
+HEARTBEAT_SECONDS = float(os.environ.get("CHAT_HEARTBEAT_SECONDS", "30"))
+SILENCE_LIMIT_SECONDS = max(3 * HEARTBEAT_SECONDS, 0.6)
+# Every process of the room talks to this Redis (scale.md#run-it).
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+broker = Broker(REDIS_URL, silence_limit=SILENCE_LIMIT_SECONDS)
+
+
+def name_taken(name: str) -> bool:
+    """Whether a connected client uses this name, ignoring case. Hold clients_lock."""
+    return any(c["username"].casefold() == name.casefold() for c in clients.values())
+
+
+def add_client(ws_id: int, ws) -> str:
+    """Register a connection under a default name nobody uses, and return that name."""
+    # If they fall too far behind, their outbox gives up on them (room.md#outboxes).
+    outbox = Outbox(ws, on_dropped=lambda: leave(ws_id))
+    with clients_lock:
+        # Free here, and then in the whole room (scale.md#names).
+        username = f"User-{broker.next_number()}"
+        while name_taken(username) or not broker.claim(username):
+            username = f"User-{broker.next_number()}"
+        clients[ws_id] = {"ws": ws, "username": username}
+        outboxes[ws_id] = outbox
+    return username
+
+
+class NameTaken(ValueError):
+    """Someone else uses that name."""
+
+
+def rename(ws_id: int, new_name: str) -> str:
+    """Give a client a new name and return the old one; NameTaken if someone has it."""
+    with clients_lock:
+        client = clients[ws_id]
+        old_name = client["username"]
+        taken = new_name.casefold() != old_name.casefold() and name_taken(new_name)
+        # Free here, then in the room, which frees the old name (scale.md#names).
+        if taken or not broker.claim(new_name, replacing=old_name):
+            raise NameTaken(f"The name {new_name} is taken: choose another.")
+        client["username"] = new_name
+    return old_name
+
+
+def remove_client(ws_id: int) -> dict | None:
+    """Forget a connection; calling it twice is no error (step2.md#leaving)."""
+    with clients_lock:
+        return clients.pop(ws_id, None)
+
+
+def is_connected(ws_id: int) -> bool:
+    with clients_lock:
+        return ws_id in clients
+
+
+def leave(ws_id: int) -> None:
+    """Take a participant out and tell everybody, once (room.md#leave-once)."""
+    client = remove_client(ws_id)
+    if client is None:
+        return  # their handler and their outbox both call this: only the first goes on
+    with clients_lock:
+        outbox = outboxes.pop(ws_id)
+    outbox.close()
+    broker.release(client["username"])
+    announce(f"{client['username']} left the chat")
+
+
+def broadcast(payload: dict) -> None:
+    """Send one message to the whole room: every process hears it through Redis."""
+    broker.publish(json.dumps(payload))
+
+
+def deliver(text: str) -> None:
+    """Give one message to every participant of this process (scale.md#publish)."""
+    # put() never blocks, so the lock keeps one order for all (room.md#outboxes).
+    with clients_lock:
+        for outbox in outboxes.values():
+            outbox.put(text)
+
+
+def send_to(ws_id: int, payload: dict) -> None:
+    """Queue one message for one client; one that has just left is no error."""
+    with clients_lock:
+        outbox = outboxes.get(ws_id)
+    if outbox is not None:
+        outbox.put(json.dumps(payload))
+
+
+def announce(news: str) -> None:
+    broadcast({"type": "system", "message": news})
+
+
+# async: a waiting participant holds no thread (room.md#async-handler).
+@app.websocket("/ws/chat")
+async def chat_handler(ws):
+    """One participant, from joining to leaving."""
+    ws_id = id(ws)
+    username = add_client(ws_id, ws)
+    announce(f"{username} joined the chat")
+    try:
+        # None once they closed, or stayed silent for too long (step7.md#heartbeat).
+        while (msg := await ws.arecv(timeout=SILENCE_LIMIT_SECONDS)) is not None:
+            if not is_connected(ws_id):
+                break  # their outbox gave up on them (room.md#outboxes)
+            try:
+                data = parse_message(msg.content)  # (step3.md#read-the-message)
+                if data["type"] == "pong":
+                    continue  # its only job was to arrive
+                if data["type"] == "set_name":
+                    old_name = rename(ws_id, data["name"])
+                    username = data["name"]
+                    announce(f"{old_name} is now known as {username}")
+                else:  # {"type": "chat", "message": ...} and who said it
+                    broadcast(data | {"username": username})
+            except (BadMessage, NameTaken) as problem:  # only its sender hears of it
+                send_to(ws_id, {"type": "error", "message": str(problem)})
+    finally:
+        leave(ws_id)
+
+
+# The page in its own file, read on each request (step5.md#serve-the-page).
+CHAT_PAGE = Path(__file__).with_name("index.html")
+
+
+@app.get("/")
+def index(request):
+    """Serve the chat client."""
+    return Response.html(CHAT_PAGE.read_text(encoding="utf-8"))
+
+
+@app.get("/users")
+def online_users(request):
+    """Return the usernames connected to the room, in every process."""
+    return broker.users()
+
+
+def heartbeat_loop():
+    """Ping everybody now and then: a vanished laptop never closes its connection."""
+    while True:
+        time.sleep(HEARTBEAT_SECONDS)
+        deliver(json.dumps({"type": "ping"}))  # each process pings its own
+
+
+# In every process, after Cello forked it: the threads started before app.run() are
+# not in the forked workers (scale.md#per-process).
+@app.on_event("startup")
+def start_this_process():
+    broker.start(deliver)
+    threading.Thread(target=heartbeat_loop, name="heartbeat", daemon=True).start()
+
+
+@app.on_event("shutdown")
+def stop_this_process():
+    broker.stop()
+
+
+if __name__ == "__main__":
+    allow_many_connections()  # each participant is an open file (room.md#open-files)
+    # --workers N and --env production: N processes, one room (scale.md#per-process).
+    app.run(host="127.0.0.1", port=8000)

@@ -1,0 +1,217 @@
+"""A real-time chat on Cello, built one step at a time in the workshop."""
+
+import itertools
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from cello import App, Response
+
+# TODO(login), part 1 of 3: accounts.py and login.html (next to this file) are handed
+# out ready-made, and PyJWT signs the tokens:
+#   import accounts
+#   import jwt
+# Part 2 needs JwtConfig from cello too.
+# END TODO
+
+# Ready-made for a whole room: outboxes, and many open files (room.md#outboxes).
+from classroom import Outbox, allow_many_connections
+from messages import BadMessage, parse_message
+
+app = App()
+# TODO(login), part 1 of 3: the key that signs tokens, and the accounts:
+#   SECRET = accounts.load_secret()
+#   users = accounts.Accounts()
+#
+# TODO(login), part 2 of 3: nobody gets in without a valid token. Cello checks it on
+# every request, the WebSocket's upgrade included, before any handler runs:
+#   app.enable_jwt(JwtConfig(SECRET, cookie_name=accounts.COOKIE), skip_paths=...)
+# skip_paths: what anybody may ask for without one: "/", "/login" and "/logout".
+# END TODO
+
+# Every connected client: ws_id -> {"ws": ws, "username": str}
+clients = {}
+# Their messages on the way out: ws_id -> Outbox. A client is in both dicts, or neither.
+outboxes = {}
+# Handlers run on many threads at once: use `clients` only while holding this lock
+# (step2.md#the-client-store).
+clients_lock = threading.Lock()
+# TODO(login), part 3 of 3: names come from logins now. Delete user_numbers (and
+# `import itertools`), name_taken, NameTaken and rename: nobody picks a name any more.
+# END TODO
+# A counter, not the tutorial's id(ws) % 10000 (step2.md#distinct-default-names).
+user_numbers = itertools.count(1)
+# A ping every 30 s (the checks set less); three unanswered: gone (step7.md#heartbeat).
+HEARTBEAT_SECONDS = float(os.environ.get("CHAT_HEARTBEAT_SECONDS", "30"))
+SILENCE_LIMIT_SECONDS = max(3 * HEARTBEAT_SECONDS, 0.6)
+
+
+def name_taken(name: str) -> bool:
+    """Whether a connected client uses this name, ignoring case. Hold clients_lock."""
+    return any(c["username"].casefold() == name.casefold() for c in clients.values())
+
+
+# TODO(login), part 3 of 3: add_client(ws_id, ws, username) registers the connection
+# under the name it is given (no counter, no loop), and returns it.
+# END TODO
+def add_client(ws_id: int, ws) -> str:
+    """Register a connection under a default name nobody uses, and return that name."""
+    # If they fall too far behind, their outbox gives up on them (room.md#outboxes).
+    outbox = Outbox(ws, on_dropped=lambda: leave(ws_id))
+    with clients_lock:
+        username = f"User-{next(user_numbers)}"
+        while name_taken(username):  # someone may have chosen "User-7" already
+            username = f"User-{next(user_numbers)}"
+        clients[ws_id] = {"ws": ws, "username": username}
+        outboxes[ws_id] = outbox
+    return username
+
+
+class NameTaken(ValueError):
+    """Someone else uses that name."""
+
+
+def rename(ws_id: int, new_name: str) -> str:
+    """Give a client a new name and return the old one; NameTaken if someone has it."""
+    with clients_lock:
+        client = clients[ws_id]
+        old_name = client["username"]
+        if new_name.casefold() != old_name.casefold() and name_taken(new_name):
+            raise NameTaken(f"The name {new_name} is taken: choose another.")
+        client["username"] = new_name
+    return old_name
+
+
+def remove_client(ws_id: int) -> dict | None:
+    """Forget a connection; calling it twice is no error (step2.md#leaving)."""
+    with clients_lock:
+        return clients.pop(ws_id, None)
+
+
+def is_connected(ws_id: int) -> bool:
+    with clients_lock:
+        return ws_id in clients
+
+
+def leave(ws_id: int) -> None:
+    """Take a participant out and tell everybody, once (room.md#leave-once)."""
+    client = remove_client(ws_id)
+    if client is None:
+        return  # their handler and their outbox both call this: only the first goes on
+    with clients_lock:
+        outbox = outboxes.pop(ws_id)
+    outbox.close()
+    announce(f"{client['username']} left the chat")
+
+
+def broadcast(payload: dict) -> None:
+    """Send one message to every connected client."""
+    text = json.dumps(payload)
+    # put() never blocks, so the lock keeps one order for all (room.md#outboxes).
+    with clients_lock:
+        for outbox in outboxes.values():
+            outbox.put(text)
+
+
+def send_to(ws_id: int, payload: dict) -> None:
+    """Queue one message for one client; one that has just left is no error."""
+    with clients_lock:
+        outbox = outboxes.get(ws_id)
+    if outbox is not None:
+        outbox.put(json.dumps(payload))
+
+
+def announce(news: str) -> None:
+    broadcast({"type": "system", "message": news})
+
+
+# async: a waiting participant holds no thread (room.md#async-handler).
+# TODO(login), part 3 of 3: who speaks is what the token says, not what the client
+# asks. First in the handler:
+#   claims = ws.request.get_context("jwt_claims")   # {"sub": "Ada", "exp": ...}
+#   username = add_client(ws_id, ws, claims["sub"])
+# In the loop, after the is_connected check (Cello checked "exp" at the upgrade only):
+#   if time.time() >= claims["exp"]: await ws.asend_text(accounts.EXPIRED), then break
+#   (sent at once, not with send_to: leave() drops what waits in the outbox).
+# And set_name: raise BadMessage(f"You are {username}: names come from logins.")
+# instead of renaming; then `except BadMessage` alone.
+# END TODO
+@app.websocket("/ws/chat")
+async def chat_handler(ws):
+    """One participant, from joining to leaving."""
+    ws_id = id(ws)
+    username = add_client(ws_id, ws)
+    announce(f"{username} joined the chat")
+    try:
+        # None once they closed, or stayed silent for too long (step7.md#heartbeat).
+        while (msg := await ws.arecv(timeout=SILENCE_LIMIT_SECONDS)) is not None:
+            if not is_connected(ws_id):
+                break  # their outbox gave up on them (room.md#outboxes)
+            try:
+                data = parse_message(msg.content)  # (step3.md#read-the-message)
+                if data["type"] == "pong":
+                    continue  # its only job was to arrive
+                if data["type"] == "set_name":
+                    old_name = rename(ws_id, data["name"])
+                    username = data["name"]
+                    announce(f"{old_name} is now known as {username}")
+                else:  # {"type": "chat", "message": ...} and who said it
+                    broadcast(data | {"username": username})
+            except (BadMessage, NameTaken) as problem:  # only its sender hears of it
+                send_to(ws_id, {"type": "error", "message": str(problem)})
+    finally:
+        leave(ws_id)
+
+
+# The page in its own file, read on each request (step5.md#serve-the-page).
+CHAT_PAGE = Path(__file__).with_name("index.html")
+
+
+@app.get("/")
+def index(request):
+    """Serve the chat client."""
+    return Response.html(CHAT_PAGE.read_text(encoding="utf-8"))
+
+
+# TODO(login), part 1 of 3: the routes for logging in and out.
+#   GET /login, the form, is ready-made: register it with
+#       app.get("/login")(accounts.login_page)
+#
+#   POST /login, with blocking=True (a password hash takes 0.1 s or more: keep it off
+#   the server's own thread):
+#       name = users.log_in(request)   # the account's name, if the password is right
+#     or accounts.Refused: answer Response.json({"error": str(refusal)}) with
+#     status=refusal.status (400: not a name and a password; 401: wrong password).
+#     Then sign a token that names them, valid for accounts.TOKEN_SECONDS:
+#       expires = int(time.time()) + accounts.TOKEN_SECONDS
+#       token = jwt.encode({"sub": name, "exp": expires}, SECRET, algorithm="HS256")
+#     and answer Response.json({"name": name}) with the header
+#       "Set-Cookie": accounts.token_cookie(token, request)
+#     (response.set_header(name, value) adds a header to a response).
+#
+#   POST /logout: Response.redirect("/login"), with the header
+#       "Set-Cookie": accounts.LOGGED_OUT   (the cookie, emptied at once)
+# END TODO
+@app.get("/users")
+def online_users(request):
+    """Return currently connected usernames."""
+    with clients_lock:
+        users = [client["username"] for client in clients.values()]
+    return {"users": users, "count": len(users)}
+
+
+def heartbeat_loop():
+    """Ping everybody now and then: a vanished laptop never closes its connection."""
+    while True:
+        time.sleep(HEARTBEAT_SECONDS)
+        broadcast({"type": "ping"})
+
+
+if __name__ == "__main__":
+    # Here, not at import: importing app.py starts nothing (step7.md#heartbeat).
+    threading.Thread(target=heartbeat_loop, name="heartbeat", daemon=True).start()
+    allow_many_connections()  # each participant is an open file (room.md#open-files)
+    # One process: the room lives in its memory (step7.md#run-the-application).
+    app.run(host="127.0.0.1", port=8000, workers=1)

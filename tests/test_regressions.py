@@ -1,0 +1,114 @@
+"""Defects a maintainer found in the tooling (issue 15), each pinned by a check that failed
+before its fix: the servers' log files, and screenshots that dirtied the tree."""
+
+import io
+import re
+import shutil
+
+import pytest
+from PIL import Image, ImageDraw
+
+from workshop.harness import start_server
+from workshop.steps import ROOT, step
+
+SCREENSHOT = ROOT / "docs" / "screenshots" / "step5.png"
+
+
+def test_the_checks_leave_no_server_log_behind(run_checks, tmp_path):
+    """Each checked server logged to a /tmp/chat-server-*.log that nobody removed."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    run = run_checks(
+        [step(1).starter_dir], step(1).solution_dir, {"TMPDIR": str(scratch)}
+    )
+    assert run.exit_status == 0, run.output[-3000:]
+    left = sorted(path.name for path in scratch.glob("chat-server-*"))
+    assert not left, f"the checks left {len(left)} log files: {left[:5]}"
+
+
+def test_a_server_that_fails_to_start_still_shows_its_output_and_leaves_no_log(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    app = tmp_path / "broken"
+    app.mkdir()
+    (app / "app.py").write_text("raise SystemExit('this app refuses to start')\n")
+    with pytest.raises(AssertionError, match="this app refuses to start"):
+        start_server(app)
+    assert not list(tmp_path.glob("chat-server-*")), list(tmp_path.iterdir())
+
+
+class _Page:
+    """What ChatTab needs of a Playwright page, with a screenshot given in advance."""
+
+    def __init__(self, picture: bytes):
+        self.picture = picture
+
+    def on(self, event, handler):
+        pass
+
+    def screenshot(self, **options) -> bytes:
+        return self.picture
+
+
+def _save_as_a_tab_would(picture: bytes, path) -> None:
+    from workshop.browser import ChatTab  # here: test_end_to_end loads it as a plugin
+
+    ChatTab(_Page(picture), "tab 1").screenshot(path)
+
+
+def _png(image: Image.Image, **options) -> bytes:
+    encoded = io.BytesIO()
+    image.save(encoded, format="PNG", **options)
+    return encoded.getvalue()
+
+
+def test_a_screenshot_from_another_machine_that_looks_the_same_is_not_rewritten(
+    tmp_path,
+):
+    """`make test` rewrote docs/screenshots/*.png whenever Chromium's bytes differed."""
+    saved = tmp_path / "step5.png"
+    shutil.copy(SCREENSHOT, saved)
+    image = Image.open(SCREENSHOT).convert("RGBA")
+    # Another encoder, and the faint differences another machine's rasteriser leaves.
+    for x in range(0, image.width, 7):
+        red, green, blue, alpha = image.getpixel((x, image.height // 2))
+        image.putpixel((x, image.height // 2), (red ^ 3, green ^ 2, blue, alpha))
+    other_machine = _png(image, compress_level=1)
+    assert other_machine != SCREENSHOT.read_bytes()
+    _save_as_a_tab_would(other_machine, saved)
+    assert saved.read_bytes() == SCREENSHOT.read_bytes(), (
+        "a screenshot that looks the same was rewritten: the tree would be dirty"
+    )
+
+
+def test_a_screenshot_that_changed_is_saved(tmp_path):
+    saved = tmp_path / "step5.png"
+    shutil.copy(SCREENSHOT, saved)
+    image = Image.open(SCREENSHOT).convert("RGBA")
+    # A new line of chat, say: a block of the page that looks different.
+    ImageDraw.Draw(image).rectangle((20, 20, 220, 60), fill=(200, 30, 30, 255))
+    changed = _png(image)
+    _save_as_a_tab_would(changed, saved)
+    assert saved.read_bytes() == changed, "a screenshot that changed was not saved"
+    other_size = _png(image.resize((image.width // 2, image.height // 2)))
+    _save_as_a_tab_would(other_size, saved)
+    assert saved.read_bytes() == other_size, "a resized screenshot was not saved"
+
+
+def test_no_workshop_code_reads_proc_itself():
+    """Leftover servers were found through /proc, which macOS and Windows lack: the
+    workshop asks psutil instead, which knows each system."""
+    sources = [
+        *ROOT.glob("workshop/**/*.py"),
+        *ROOT.glob("bench/*.py"),
+        *ROOT.glob("tests/*.py"),
+    ]
+    readers = [
+        path.relative_to(ROOT).as_posix()
+        for path in sources
+        if path.name != "test_regressions.py"
+        and re.search(r"[\"']/proc\b", path.read_text(encoding="utf-8"))
+    ]
+    assert not readers, f"these read /proc themselves: {readers}"
