@@ -11,24 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from workshop import shipped
 from workshop.steps import ROOT
 
-# What `make test` needs in the clone, besides what a learner uses.
-CLONED_PATHS = [
-    "workshop",
-    "solutions",
-    "tests",
-    "docs",
-    "mkdocs.yml",
-    "conftest.py",
-    "pytest.ini",
-    "pyproject.toml",
-    "requirements.txt",
-    "requirements-dev.txt",
-    "Makefile",
-    ".gitignore",
-    ".python-version",
-]
 AS_LEARNER = ["git", "-c", "user.name=Learner", "-c", "user.email=l@example.invalid"]
 # Starter checks of the steps the learner touched: they fail on a finished step 2 graded in
 # place of its starter, and drift finds a half-done step 3.
@@ -59,17 +44,21 @@ def learner(tmp_path, shipped_tree) -> Path:
     """A clone of the workshop as shipped, in which a learner finished step 2 and committed
     it, finished step 4 without committing, and is half-way through step 3."""
     upstream = tmp_path / "upstream"
-    for name in CLONED_PATHS:
+    # The workshop's files as git sees them (what a clone gets), steps/ as shipped.
+    tracked = shipped._git(
+        "ls-files", "-z", "--cached", "--others", "--exclude-standard"
+    )
+    for name in shipped._names(tracked):
         source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(
-                source,
-                upstream / name,
-                ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"),
-            )
-        elif source.is_file():
-            shutil.copy2(source, upstream / name)
-    shutil.copytree(shipped_tree.steps_dir, upstream / "steps")
+        if name.startswith("steps/") or not source.is_file():
+            continue
+        (upstream / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, upstream / name)
+    shutil.copytree(
+        shipped_tree.steps_dir,
+        upstream / "steps",
+        ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"),
+    )
     for command in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "w"]):
         assert run([*AS_LEARNER, *command], upstream).returncode == 0
     clone = tmp_path / "learner"

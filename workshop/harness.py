@@ -6,6 +6,7 @@ and plain HTTP. Every wait is a wait for an event (a message, an open port) with
 """
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -791,13 +792,16 @@ def together(
     return raised
 
 
-def goes_ahead_while_held(lock, action, what: str, effect=None) -> bool:
+def goes_ahead_while_held(
+    lock, action, what: str, effect=None, finishing_counts: bool = True
+) -> bool:
     """Whether action() gets past `lock` while another thread holds it, as it should not.
 
     The race made certain instead of hoped for: this thread holds the lock, as a handler in
     the middle of a change would, while action() runs on a thread of its own. It went ahead
-    if it finished, or if effect() turned true, within 0.2 s. Then the lock is released, and
-    action() must finish within WAIT_SECONDS."""
+    if it finished (unless finishing_counts is False: an action that need not wait, such
+    as one that does not read what the lock guards), or if effect() turned true, within
+    0.2 s. Then the lock is released, and action() must finish within WAIT_SECONDS."""
     done = threading.Event()
     failed: list = []
 
@@ -813,7 +817,10 @@ def goes_ahead_while_held(lock, action, what: str, effect=None) -> bool:
         deadline = time.monotonic() + 0.2
         went_ahead = False
         while time.monotonic() < deadline and not went_ahead:
-            went_ahead = done.wait(0.01) or bool(effect and effect())
+            finished = done.wait(0.01)
+            went_ahead = (finished and finishing_counts) or bool(effect and effect())
+            if finished:
+                break
     if not done.wait(WAIT_SECONDS):
         gave_up_waiting(WAIT_SECONDS)
         raise AssertionError(f"{what} never finished once the lock was free.")
@@ -822,6 +829,71 @@ def goes_ahead_while_held(lock, action, what: str, effect=None) -> bool:
             f"{what} raised {type(failed[0]).__name__}: {failed[0]}"
         ) from None
     return went_ahead
+
+
+class ReadsWatched(dict):
+    """A dict that notes when it is read (iterated, looked up, counted) while `armed`:
+    put in place of an app's `clients` by reads_of(), it tells a check whether a
+    function read the room, not only whether it finished."""
+
+    armed = False
+    read = False
+
+    def _note(self) -> None:
+        if self.armed:
+            self.read = True
+
+    def __iter__(self):
+        self._note()
+        return super().__iter__()
+
+    def __len__(self):
+        self._note()
+        return super().__len__()
+
+    def __getitem__(self, key):
+        self._note()
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self._note()
+        return super().__contains__(key)
+
+    def get(self, key, default=None):
+        self._note()
+        return super().get(key, default)
+
+    def keys(self):
+        self._note()
+        return super().keys()
+
+    def values(self):
+        self._note()
+        return super().values()
+
+    def items(self):
+        self._note()
+        return super().items()
+
+    def copy(self):
+        self._note()
+        return dict(super().items())
+
+
+@contextlib.contextmanager
+def reads_of(module, name: str = "clients"):
+    """module.<name> (a dict) replaced, for the block, by a ReadsWatched copy that the
+    app's functions use as they would the original; the original comes back after,
+    with what the block changed in it."""
+    original = getattr(module, name)
+    watched = ReadsWatched(original)
+    setattr(module, name, watched)
+    try:
+        yield watched
+    finally:
+        original.clear()
+        original.update(dict.items(watched))
+        setattr(module, name, original)
 
 
 def _where_it_waits(frames, function) -> str:

@@ -1,5 +1,6 @@
 """Step 4 checks: broadcast reaches every participant. Run: pytest steps/step4"""
 
+import json
 import time
 
 import pytest
@@ -101,12 +102,17 @@ def test_broadcast_reads_the_clients_under_clients_lock(chat_module):
     need(chat_module, "broadcast", "Write `broadcast(payload)`.")
     socket = Socket()
     call(chat_module.add_client, 4040, socket, what="add_client(4040, ws)")
+    probe = {"type": "system", "message": "lock probe"}
+    # Where broadcast only publishes, deliver(text) loops (scale.md#publish).
+    deliver = getattr(chat_module, "deliver", None)
     try:
         went_ahead = goes_ahead_while_held(
             chat_module.clients_lock,
-            lambda: chat_module.broadcast({"type": "system", "message": "probe"}),
-            "broadcast(...)",
-            effect=lambda: bool(socket.sent),
+            lambda: (
+                deliver(json.dumps(probe)) if deliver else chat_module.broadcast(probe)
+            ),
+            "deliver(...)" if deliver else "broadcast(...)",
+            effect=lambda: any("lock probe" in text for text in socket.sent),
         )
         assert not went_ahead, (
             "broadcast read `clients` and sent while another thread held clients_lock. "
@@ -115,7 +121,9 @@ def test_broadcast_reads_the_clients_under_clients_lock(chat_module):
             "during iteration`. Copy the sockets under the lock, then send outside it."
         )
         waited = call(
-            lambda: _wait_until(lambda: socket.sent),
+            lambda: _wait_until(
+                lambda: any("lock probe" in text for text in socket.sent)
+            ),
             what="the probe's message to arrive",
         )
         assert waited, "broadcast sent nothing to the one connected client."

@@ -2,7 +2,27 @@
 
 import pytest
 
-from workshop.harness import call, eventually, goes_ahead_while_held, join, need
+from workshop.harness import (
+    call,
+    eventually,
+    goes_ahead_while_held,
+    join,
+    need,
+    reads_of,
+)
+
+
+class Socket:
+    """A stand-in for a participant's socket: it keeps what is sent to it."""
+
+    def __init__(self):
+        self.sent: list[str] = []
+
+    def send_text(self, text: str) -> None:
+        self.sent.append(text)
+
+    def close(self) -> None:
+        pass
 
 
 def users(server) -> dict:
@@ -60,17 +80,22 @@ def test_users_reads_the_clients_under_clients_lock(chat_module):
     holds it, the answer waits.
 
     The race made certain: the check holds the lock itself (a handler adding someone)
-    and asks for the users meanwhile. Caught 100 runs of 100 without the lock, the
-    tutorial's code included (deterministic).
+    and asks for the users meanwhile, noting whether `clients` is read before the lock
+    is free. Caught 100 runs of 100 without the lock, the tutorial's code included
+    (deterministic).
     """
     need(chat_module, "online_users", "Write `online_users(request)` for GET /users.")
-    call(chat_module.add_client, 6060, object(), what="add_client(6060, ws)")
+    call(chat_module.add_client, 6060, Socket(), what="add_client(6060, ws)")
     try:
-        went_ahead = goes_ahead_while_held(
-            chat_module.clients_lock,
-            lambda: chat_module.online_users(None),
-            "online_users(request)",
-        )
+        with reads_of(chat_module, "clients") as clients:
+            clients.armed = True  # from here until the lock is free
+            went_ahead = goes_ahead_while_held(
+                chat_module.clients_lock,
+                lambda: chat_module.online_users(None),
+                "online_users(request)",
+                effect=lambda: clients.read,
+                finishing_counts=False,
+            )
         assert not went_ahead, (
             "online_users read `clients` while another thread held clients_lock. A "
             "handler may be adding or removing someone at that moment: the list then "
