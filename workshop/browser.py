@@ -126,8 +126,11 @@ class ChatTab:
             if kind is None or line["kind"] == kind
         ]
 
-    def status(self) -> str:
-        return self.page.locator("#status").inner_text()
+    def status(self) -> str | None:
+        """The status line's text now, without waiting; None on a page without one."""
+        return self.page.evaluate(
+            "() => document.querySelector('#status')?.innerText ?? null"
+        )
 
     def mark(self) -> int:
         """How many lines the tab shows now: wait_for_line(..., after=mark) looks only at later lines."""
@@ -144,7 +147,13 @@ class ChatTab:
             if self.script_errors
             else ""
         )
-        return f"    {self.label} (its status line says {self.status()!r}) shows:\n{text}{errors}"
+        status = self.status()
+        where = (
+            f"its status line says {status!r}"
+            if status is not None
+            else f"it is at {self.page.url}, a page without the chat's status line"
+        )
+        return f"    {self.label} ({where}) shows:\n{text}{errors}"
 
     # --- waiting for what the tab shows ------------------------------------------------------------------------
     def wait_for_line(
