@@ -279,7 +279,10 @@ TEST_WORKERS = os.environ.get("WORKSHOP_TEST_WORKERS", "2")
 def _in_parallel(passed_on: list[str]) -> list[str]:
     """pytest-xdist's options for `make test`, where it is installed and not told
     otherwise; a test file with a costly fixture keeps to one worker (loadgroup)."""
-    told = any(a.startswith(("-n", "--numprocesses", "-p")) for a in passed_on)
+    told = any(
+        a.startswith(("-n", "--numprocesses", "--dist")) or a.endswith("no:xdist")
+        for a in passed_on
+    )
     if told or TEST_WORKERS in ("", "0", "1"):
         return []
     if importlib.util.find_spec("xdist") is None:
