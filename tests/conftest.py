@@ -31,6 +31,7 @@ def pytest_configure(config):
     config.shipped = config._shipped_tree.__enter__()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in ONE_WORKER:

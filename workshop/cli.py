@@ -199,7 +199,8 @@ def run_foreground(command: list[str], env: dict | None = None) -> int:
         except KeyboardInterrupt:
             continue  # the same Ctrl-C reached the command: it decides how to stop
     if status < 0 and os.name != "nt":
-        signal.signal(-status, signal.SIG_DFL)
+        if -status not in (signal.SIGKILL, signal.SIGSTOP):  # those have no handler
+            signal.signal(-status, signal.SIG_DFL)
         os.kill(os.getpid(), -status)
     return status
 

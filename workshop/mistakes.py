@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
@@ -225,18 +226,14 @@ def run_batch(
         env=environment,
         start_new_session=True,
     )
+    _running.add(process)
     try:
         output, _ = process.communicate(timeout=limit)
         status = process.returncode
     except subprocess.TimeoutExpired:
-        # SIGTERM first: the checks' fixtures stop the servers they started.
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            output, _ = process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
-        status = None
+        output, status = _stop(process), None
+    finally:
+        _running.discard(process)
     runs = [Run(m, status, STARTUP_SECONDS) for m in mistakes]
     cases = ElementTree.parse(report).iter("testcase") if report.exists() else []
     seen = set()
@@ -263,6 +260,37 @@ def run_batch(
 
 
 _reports = itertools.count()
+_running: set[subprocess.Popen] = set()  # the batches' pytest runs going on now
+
+
+def _interrupt_running(grace: float = 10.0) -> None:
+    """SIGTERM to every batch running (their threads collect what they print), and
+    SIGKILL to those still running after `grace` seconds."""
+    for signal_number in (signal.SIGTERM, signal.SIGKILL):
+        for process in list(_running):
+            try:
+                os.killpg(process.pid, signal_number)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while _running and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen) -> str:
+    """Stop a batch's pytest and return what it printed. SIGTERM first: the checks'
+    fixtures then stop the servers and browsers they started."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        output, _ = process.communicate(timeout=10)
+    except ProcessLookupError:
+        output, _ = process.communicate()
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+    return output or ""
+
+
 STARTUP_SECONDS = 1.0  # Python and pytest starting, which a batch does only once
 
 
@@ -355,13 +383,20 @@ def run_all(
         for batch in batches:
             if batch[0].changes == ():
                 batch[0].write(Path(workdir))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
+        try:
             futures = [
                 pool.submit(run_batch, batch, checks, Path(workdir), env)
                 for batch in batches
             ]
             for future in concurrent.futures.as_completed(futures):
                 runs += future.result()
+        except BaseException:  # Ctrl-C too: no batch starts, the running ones stop
+            pool.shutdown(wait=False, cancel_futures=True)
+            _interrupt_running()
+            raise
+        finally:
+            pool.shutdown(wait=True)
     finished = {r.mistake.step.key: r for r in runs if r.mistake.changes == ()}
     judged = []
     for result in runs:
