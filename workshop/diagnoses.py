@@ -71,7 +71,8 @@ def frames_of_thread(ident: int) -> list[Frame]:
 
 def parse_faulthandler(text: str) -> list[list[Frame]]:
     """Every thread of a faulthandler dump, each innermost frame first."""
-    threads, current = [], None
+    threads: list[list[Frame]] = []
+    current: list[Frame] | None = None
     for line in text.splitlines():
         if re.match(r"^(Current thread|Thread) 0x[0-9a-f]+", line):
             current = []

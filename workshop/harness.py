@@ -521,7 +521,9 @@ class ChatClient:
                 raise stuck
             waiting = diagnoses.waiting_for_input(threads, self.server.app_dir)
             looks["idle"] = looks["idle"] + 1 if waiting else 0
-            if looks["idle"] >= 2:  # twice in a row, with nothing received in between
+            if (
+                waiting and looks["idle"] >= 2
+            ):  # twice in a row, nothing received between
                 gave_up_waiting(timeout)
                 raise CheckFailure(
                     f"This client waited for {what}, but nothing more is coming: every "

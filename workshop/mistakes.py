@@ -247,7 +247,7 @@ def run_batch(
         result.seconds += float(case.get("time", 0))
         for child in case:
             if child.tag in ("failure", "error"):
-                result.failures.append(child.text or child.get("message", ""))
+                result.failures.append(child.text or child.get("message") or "")
             elif child.tag == "skipped":
                 result.skipped += 1
     for number, result in enumerate(runs):
@@ -500,8 +500,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{mistake.id}: caught {caught} of {len(mine)} runs "
                 f"(slowest {slowest:.1f} s)"
             )
-            for problem in sorted({p for r in mine for p in r.problems}):
-                print(f"    - {problem}")
+            for seen in sorted({p for r in mine for p in r.problems}):
+                print(f"    - {seen}")
     slipped = [r for r in runs if not r.caught]
     print(f"{len(runs) - len(slipped)} of {len(runs)} runs caught their mistake.")
     return 1 if slipped else 0

@@ -194,7 +194,7 @@ def pytest_runtest_call(item):
 def _servers_of(item) -> list[ChatServer]:
     """The servers this check used: its fixtures', and the ones it started itself."""
     fixtures = {id(v): v for v in item.funcargs.values() if isinstance(v, ChatServer)}
-    before = getattr(item, "_servers_before", set())
+    before: set[int] = getattr(item, "_servers_before", set())
     return [s for s in ChatServer.started if id(s) in fixtures or id(s) not in before]
 
 
