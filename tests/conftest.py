@@ -18,24 +18,14 @@ from workshop import shipped
 from workshop.progress import junit_outcomes
 from workshop.steps import ROOT
 
-# Files whose module-wide fixture is costly (the mistakes gate runs for minutes) run
-# whole on one pytest-xdist worker, the gate first, so that the rest runs beside it.
-ONE_WORKER = ("test_mistakes.py", "test_end_to_end.py", "test_tools.py")
-
 
 def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "xdist_group(name): tests that pytest-xdist keeps on one worker"
-    )
     config._shipped_tree = shipped.tree()
     config.shipped = config._shipped_tree.__enter__()
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.path.name in ONE_WORKER:
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    # The longest first (the mistakes gate runs for minutes): the rest runs beside it.
     first = {"test_mistakes.py": 0, "test_tools.py": 1}
     items.sort(key=lambda item: first.get(item.path.name, 2))  # stable
 

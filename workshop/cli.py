@@ -279,7 +279,8 @@ TEST_WORKERS = os.environ.get("WORKSHOP_TEST_WORKERS", "2")
 
 def _in_parallel(passed_on: list[str]) -> list[str]:
     """pytest-xdist's options for `make test`, where it is installed and not told
-    otherwise; a test file with a costly fixture keeps to one worker (loadgroup)."""
+    otherwise: each test file runs whole on one worker (its module-wide fixtures, such
+    as the mistakes gate, are then made once)."""
     told = any(
         a.startswith(("-n", "--numprocesses", "--dist")) or a.endswith("no:xdist")
         for a in passed_on
@@ -288,7 +289,7 @@ def _in_parallel(passed_on: list[str]) -> list[str]:
         return []
     if importlib.util.find_spec("xdist") is None:
         return []
-    return ["-n", TEST_WORKERS, "--dist", "loadgroup"]
+    return ["-n", TEST_WORKERS, "--dist", "loadfile"]
 
 
 def cmd_progress(args) -> int:
