@@ -99,7 +99,14 @@ def test_two_people_log_in_chat_and_one_logs_out(
             timeout=WAIT_SECONDS * 1000
         )
     except PlaywrightTimeout:
+        shown = ada.page.evaluate(
+            "() => document.querySelector('#problem')?.innerText ?? null"
+        )
         raise AssertionError(
-            "A wrong password should be shown on the form; it says "
-            f"{problem.inner_text()!r}."
+            "A wrong password should be shown on the form; "
+            + (
+                f"it says {shown!r}."
+                if shown is not None
+                else f"the tab went on to {ada.page.url}: the login was let through."
+            )
         ) from None
