@@ -66,7 +66,8 @@ def test_a_participant_who_stops_reading_cannot_freeze_the_room(server):
     observer, chatter = server.connect(), server.connect()
     observer.rename("Observer")
     chatter.rename("Chatter")
-    chatter.wait_for_system("Observer")
+    chatter.wait_for_system("is now known as Observer")
+    observer.wait_for_system("is now known as Chatter")  # both names settled first
     staller, staller_name = join_raw(server, receive_buffer=4096)  # never reads a byte
     gone = f"{staller_name} left the chat"
     filler = "x" * 1900  # big messages fill the staller's buffers (a few MB) sooner
