@@ -1,4 +1,9 @@
-"""Shared helpers for the repository's own checks."""
+"""Shared helpers for the repository's own checks.
+
+The tests grade the workshop as shipped: a copy of this working tree whose steps/ comes from git
+(workshop/shipped.py), never the learner's edited steps/. The header of `make test` says which
+commit; WORKSHOP_STEPS=working tests the working copy's steps/ instead.
+"""
 
 import os
 import signal
@@ -9,8 +14,45 @@ from pathlib import Path
 
 import pytest
 
+from workshop import shipped
 from workshop.progress import junit_outcomes
 from workshop.steps import ROOT
+
+# Files whose module-wide fixture is costly (the mistakes gate runs for minutes) run
+# whole on one pytest-xdist worker, the gate first, so that the rest runs beside it.
+ONE_WORKER = ("test_mistakes.py", "test_end_to_end.py", "test_tools.py")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "xdist_group(name): tests that pytest-xdist keeps on one worker"
+    )
+    config._shipped_tree = shipped.tree()
+    config.shipped = config._shipped_tree.__enter__()
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in ONE_WORKER:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    first = {"test_mistakes.py": 0, "test_tools.py": 1}
+    items.sort(key=lambda item: first.get(item.path.name, 2))  # stable
+
+
+def pytest_unconfigure(config):
+    if hasattr(config, "_shipped_tree"):
+        config._shipped_tree.__exit__(None, None, None)
+
+
+def pytest_report_header(config):
+    return config.shipped.description
+
+
+@pytest.fixture(scope="session")
+def shipped_tree(pytestconfig) -> shipped.Shipped:
+    """The tree these tests grade: steps/ as shipped (see the module docstring)."""
+    return pytestconfig.shipped
 
 
 @dataclass
@@ -23,7 +65,11 @@ class CheckRun:
 
 
 def run_step_checks(
-    check_dirs: list[Path], app_dir: Path, tmp_path: Path, env: dict | None = None
+    check_dirs: list[Path],
+    app_dir: Path,
+    tmp_path: Path,
+    env: dict | None = None,
+    cwd: Path | None = None,
 ) -> CheckRun:
     report = tmp_path / f"report-{len(list(tmp_path.iterdir()))}.xml"
     command = [
@@ -34,8 +80,7 @@ def run_step_checks(
         "-p",
         "no:cacheprovider",
         f"--junitxml={report}",
-        "--app",
-        str(app_dir),
+        f"--app={app_dir}",  # one argument: pytest takes a lone path for a test path
         *map(str, check_dirs),
     ]
     # An app that keeps data (the login chapter's accounts and key) keeps it here, never
@@ -43,23 +88,29 @@ def run_step_checks(
     data = tmp_path / f"chat-data-{len(list(tmp_path.iterdir()))}"
     finished = subprocess.run(
         command,
-        cwd=ROOT,
+        cwd=cwd or ROOT,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "CHAT_DATA": str(data), **(env or {})},
+        # Options given to the outer pytest (PYTEST_ADDOPTS=-k ...) are not the checks'.
+        env={
+            **{k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"},
+            "CHAT_DATA": str(data),
+            **(env or {}),
+        },
     )
     outcomes = junit_outcomes(report) if report.exists() else {}
     return CheckRun(finished.returncode, finished.stdout + finished.stderr, outcomes)
 
 
 @pytest.fixture(scope="session")
-def guide_site(tmp_path_factory) -> Path:
-    """The guide, built once with `mkdocs build --strict` for every test that reads it."""
+def guide_site(tmp_path_factory, shipped_tree) -> Path:
+    """The guide as shipped (its pages show the starters as handed out), built once with
+    `mkdocs build --strict` for every test that reads it."""
     site = tmp_path_factory.mktemp("guide-site")
     finished = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
-        cwd=ROOT,
+        cwd=shipped_tree.root,
         capture_output=True,
         text=True,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
@@ -72,19 +123,23 @@ def guide_site(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def run_checks(tmp_path):
+def run_checks(tmp_path, shipped_tree):
+    """run_checks(check_dirs, app_dir, env) runs step checks in a pytest of their own, from
+    the tree they belong to (a learner's clone, as shipped)."""
     return lambda check_dirs, app_dir, env=None: run_step_checks(
-        check_dirs, app_dir, tmp_path, env
+        check_dirs, app_dir, tmp_path, env, cwd=shipped_tree.root
     )
 
 
 class Background:
     """A command run in its own process group, stopped with Ctrl-C (SIGINT) at the end of the test."""
 
-    def __init__(self, command: list[str], env: dict | None = None):
+    def __init__(
+        self, command: list[str], env: dict | None = None, cwd: Path | None = None
+    ):
         self.process = subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=cwd or ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -111,8 +166,8 @@ def background():
     """background(command) starts a command; every one is stopped when the test ends."""
     started = []
 
-    def start(command, env=None):
-        started.append(Background(command, env))
+    def start(command, env=None, cwd=None):
+        started.append(Background(command, env, cwd))
         return started[-1]
 
     yield start

@@ -1,23 +1,30 @@
 """The browser checks never stop running silently: without a browser they skip with one line saying how
 to get one, and under CI (CI=true) that skip is a failure."""
 
-from workshop.steps import ROOT, step
+import pytest
+
+from workshop.steps import step
 
 # Not imported from workshop.browser: test_end_to_end.py loads it as a pytest plugin, which must import it first.
 HOW_TO_GET_ONE = "install one with `sudo apt-get install chromium` (Debian, Ubuntu) or `.venv/bin/python -m playwright install chromium`"
 
-ONE_BROWSER_CHECK = (
-    ROOT
-    / "steps"
-    / "step5"
-    / "test_step5_page.py::test_a_message_typed_in_one_tab_appears_in_both"
-)
+
+@pytest.fixture
+def one_browser_check(shipped_tree):
+    return (
+        f"{shipped_tree.starter_dir(step(5))}"
+        "/test_step5_page.py::test_a_message_typed_in_one_tab_appears_in_both"
+    )
+
+
 NO_BROWSER = {"CHROMIUM": "/nonexistent/chromium"}
 
 
-def test_without_a_browser_the_checks_skip_and_say_how_to_get_one(run_checks):
+def test_without_a_browser_the_checks_skip_and_say_how_to_get_one(
+    run_checks, one_browser_check
+):
     run = run_checks(
-        [ONE_BROWSER_CHECK], step(5).solution_dir, {**NO_BROWSER, "CI": ""}
+        [one_browser_check], step(5).solution_dir, {**NO_BROWSER, "CI": ""}
     )
     assert list(run.outcomes.values()) == ["skipped"], run.output[-2000:]
     assert (
@@ -26,9 +33,9 @@ def test_without_a_browser_the_checks_skip_and_say_how_to_get_one(run_checks):
     ), run.output[-2000:]
 
 
-def test_under_ci_a_missing_browser_is_a_failure(run_checks):
+def test_under_ci_a_missing_browser_is_a_failure(run_checks, one_browser_check):
     run = run_checks(
-        [ONE_BROWSER_CHECK], step(5).solution_dir, {**NO_BROWSER, "CI": "true"}
+        [one_browser_check], step(5).solution_dir, {**NO_BROWSER, "CI": "true"}
     )
     assert run.exit_status != 0 and list(run.outcomes.values()) in (
         ["failed"],

@@ -6,6 +6,8 @@
 - Every starter passes the earlier steps' checks and fails every one of its own (each check can fail,
   and says why in plain words with a guide section).
 - Every starter is the previous solution plus TODO blocks (workshop/starters.py).
+
+Starters and checks come from the shipped tree (tests/conftest.py), never the learner's steps/.
 """
 
 import pytest
@@ -13,16 +15,18 @@ import pytest
 from workshop.starters import drift, typed_lines
 from workshop.steps import STEPS
 
-# A starter's own checks are expected to time out; a short wait keeps those runs fast.
-EXPECTED_FAILURE_ENV = {"CHECK_WAIT_SECONDS": "1"}
+# A starter's own checks are expected to time out; a short wait keeps those runs fast, and
+# every one of them runs (a learner's run would give up after the first few).
+EXPECTED_FAILURE_ENV = {"CHECK_WAIT_SECONDS": "1", "CHECK_GIVE_UP_SECONDS": "never"}
 
 
-def checks_of(steps):
-    return [step.starter_dir for step in steps]
+@pytest.fixture
+def checks_of(shipped_tree):
+    return lambda steps: [shipped_tree.starter_dir(step) for step in steps]
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
-def test_solution_passes_its_own_and_all_earlier_checks(step, run_checks):
+def test_solution_passes_its_own_and_all_earlier_checks(step, run_checks, checks_of):
     run = run_checks(checks_of(step.checked_by), step.solution_dir)
     failed = [name for name, outcome in run.outcomes.items() if outcome != "passed"]
     earlier = ", ".join(s.key for s in step.checked_by)
@@ -51,8 +55,12 @@ def test_only_a_chapter_that_says_why_drops_earlier_checks():
 
 
 @pytest.mark.parametrize("step", STEPS[1:], ids=lambda step: step.folder)
-def test_starter_passes_the_earlier_steps_checks(step, run_checks):
-    run = run_checks(checks_of(step.previous.checked_by), step.starter_dir)
+def test_starter_passes_the_earlier_steps_checks(
+    step, run_checks, checks_of, shipped_tree
+):
+    run = run_checks(
+        checks_of(step.previous.checked_by), shipped_tree.starter_dir(step)
+    )
     assert run.exit_status == 0 and run.outcomes, (
         f"steps/{step.folder} starts from solutions/{step.previous.folder}, so it should pass "
         f"the checks of {', '.join(s.key for s in step.previous.checked_by)}:\n{run.output[-4000:]}"
@@ -60,8 +68,11 @@ def test_starter_passes_the_earlier_steps_checks(step, run_checks):
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
-def test_starter_fails_every_one_of_its_own_checks_in_plain_words(step, run_checks):
-    run = run_checks([step.starter_dir], step.starter_dir, EXPECTED_FAILURE_ENV)
+def test_starter_fails_every_one_of_its_own_checks_in_plain_words(
+    step, run_checks, shipped_tree
+):
+    starter = shipped_tree.starter_dir(step)
+    run = run_checks([starter], starter, EXPECTED_FAILURE_ENV)
     assert run.outcomes, f"steps/{step.folder} has no checks:\n{run.output[-2000:]}"
     passing = [name for name, outcome in run.outcomes.items() if outcome == "passed"]
     assert not passing, (
@@ -81,15 +92,15 @@ def test_starter_fails_every_one_of_its_own_checks_in_plain_words(step, run_chec
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
-def test_starter_is_the_previous_solution_plus_todo_blocks(step):
-    problems = drift(step)
+def test_starter_is_the_previous_solution_plus_todo_blocks(step, shipped_tree):
+    problems = drift(step, shipped_tree.starter_dir(step))
     assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
-def test_a_learner_types_at_most_40_lines(step):
+def test_a_learner_types_at_most_40_lines(step, shipped_tree):
     """20 minutes each: the non-comment lines a learner adds, handed-out files aside."""
-    typed = typed_lines(step)
+    typed = typed_lines(step, shipped_tree.starter_dir(step))
     assert sum(typed.values()) <= 40, (
         f"{step.label} asks the learner to type {sum(typed.values())} lines ({typed}): at most "
         "40. Hand out what is not the point of the step, or split it."

@@ -93,8 +93,9 @@ def load_guide_hook():
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory) -> Path:
-    """A git repository holding the workshop as this working tree has it: what a learner clones."""
+def upstream(tmp_path_factory, shipped_tree) -> Path:
+    """A git repository holding the workshop as this working tree has it, with steps/ as
+    shipped (tests/conftest.py): what a learner clones."""
     repository = tmp_path_factory.mktemp("upstream")
     listed = run(
         [
@@ -110,9 +111,10 @@ def upstream(tmp_path_factory) -> Path:
         ROOT,
     )
     for name in filter(None, listed.stdout.split("\0")):
-        if (ROOT / name).is_file():
+        if (ROOT / name).is_file() and not name.startswith("steps/"):
             (repository / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, repository / name)
+    shutil.copytree(shipped_tree.steps_dir, repository / "steps")
     for command in (
         ["init", "-q", "-b", "main"],
         ["add", "."],
@@ -389,20 +391,24 @@ def test_hint_gives_one_more_each_time_and_remembers(clone):
     assert (clone / ".workshop-state/hints.json").is_file() and ignored_by_git(clone)
 
 
-def guide_sections_of_the_checks(step) -> set[str]:
-    checks = "".join(path.read_text() for path in step.starter_dir.glob("test_*.py"))
+def guide_sections_of_the_checks(step, starter_dir) -> set[str]:
+    checks = "".join(path.read_text() for path in starter_dir.glob("test_*.py"))
     return set(re.findall(r'guide\("([\w-]+\.md#[\w-]+)"\)', checks))
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
-def test_every_step_has_three_or_four_hints_that_point_to_its_guide_sections(step):
+def test_every_step_has_three_or_four_hints_that_point_to_its_guide_sections(
+    step, shipped_tree
+):
     hints = tomllib.loads((ROOT / "workshop/hints.toml").read_text())[step.folder][
         "hints"
     ]
     assert 3 <= len(hints) <= 4, f"{step.label} has {len(hints)} hints"
     pointed = set(re.findall(r"Read: docs/([\w-]+\.md#[\w-]+)", "".join(hints)))
     assert pointed, f"no hint of {step.label} points to the guide"
-    unknown = pointed - guide_sections_of_the_checks(step)
+    unknown = pointed - guide_sections_of_the_checks(
+        step, shipped_tree.starter_dir(step)
+    )
     assert not unknown, (
         f"hints of {step.label} point to sections none of its checks uses: {unknown}"
     )

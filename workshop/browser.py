@@ -30,7 +30,7 @@ except ImportError:  # the browser fixture skips, and says how to install it
     sync_playwright = None  # type: ignore[assignment]
 
 from workshop.chromium import find_chromium
-from workshop.harness import WAIT_SECONDS, ChatServer
+from workshop.harness import WAIT_SECONDS, ChatServer, gave_up_waiting
 from workshop.pictures import save_if_changed
 from workshop.steps import ROOT
 
@@ -126,8 +126,11 @@ class ChatTab:
             if kind is None or line["kind"] == kind
         ]
 
-    def status(self) -> str:
-        return self.page.locator("#status").inner_text()
+    def status(self) -> str | None:
+        """The status line's text now, without waiting; None on a page without one."""
+        return self.page.evaluate(
+            "() => document.querySelector('#status')?.innerText ?? null"
+        )
 
     def mark(self) -> int:
         """How many lines the tab shows now: wait_for_line(..., after=mark) looks only at later lines."""
@@ -144,7 +147,13 @@ class ChatTab:
             if self.script_errors
             else ""
         )
-        return f"    {self.label} (its status line says {self.status()!r}) shows:\n{text}{errors}"
+        status = self.status()
+        where = (
+            f"its status line says {status!r}"
+            if status is not None
+            else f"it is at {self.page.url}, a page without the chat's status line"
+        )
+        return f"    {self.label} ({where}) shows:\n{text}{errors}"
 
     # --- waiting for what the tab shows ------------------------------------------------------------------------
     def wait_for_line(
@@ -160,6 +169,7 @@ class ChatTab:
                 FIND_LINE_JS, arg=[text, kind, after], timeout=timeout * 1000
             )
         except PlaywrightTimeout:
+            gave_up_waiting(timeout)
             what = f"a {kind} line" if kind else "a line"
             raise AssertionError(
                 f"{self.label} waited {timeout:g} s for {what} containing {text!r}.\n{self.describe()}"
@@ -179,6 +189,7 @@ class ChatTab:
                 timeout=timeout * 1000,
             )
         except PlaywrightTimeout:
+            gave_up_waiting(timeout)
             raise AssertionError(
                 f"{self.label} waited {timeout:g} s for its status line to say {text!r}; it says {self.status()!r}."
             ) from None

@@ -18,6 +18,7 @@ Exit status, for every command:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import signal
@@ -198,7 +199,8 @@ def run_foreground(command: list[str], env: dict | None = None) -> int:
         except KeyboardInterrupt:
             continue  # the same Ctrl-C reached the command: it decides how to stop
     if status < 0 and os.name != "nt":
-        signal.signal(-status, signal.SIG_DFL)
+        if -status not in (signal.SIGKILL, signal.SIGSTOP):  # those have no handler
+            signal.signal(-status, signal.SIG_DFL)
         os.kill(os.getpid(), -status)
     return status
 
@@ -267,7 +269,26 @@ def cmd_check(args) -> int:
 
 
 def cmd_test(args) -> int:
-    return _pytest(["tests", *args.passed_on])
+    return _pytest(["tests", *_in_parallel(args.passed_on), *args.passed_on])
+
+
+# The repository's tests mostly wait for servers and browsers: two pytest workers
+# (pytest-xdist, in requirements-dev.txt) halve the wait. WORKSHOP_TEST_WORKERS=0: one.
+TEST_WORKERS = os.environ.get("WORKSHOP_TEST_WORKERS", "2")
+
+
+def _in_parallel(passed_on: list[str]) -> list[str]:
+    """pytest-xdist's options for `make test`, where it is installed and not told
+    otherwise; a test file with a costly fixture keeps to one worker (loadgroup)."""
+    told = any(
+        a.startswith(("-n", "--numprocesses", "--dist")) or a.endswith("no:xdist")
+        for a in passed_on
+    )
+    if told or TEST_WORKERS in ("", "0", "1"):
+        return []
+    if importlib.util.find_spec("xdist") is None:
+        return []
+    return ["-n", TEST_WORKERS, "--dist", "loadgroup"]
 
 
 def cmd_progress(args) -> int:

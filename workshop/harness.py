@@ -6,14 +6,17 @@ and plain HTTP. Every wait is a wait for an event (a message, an open port) with
 """
 
 import base64
+import contextlib
 import http.client
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,15 +25,43 @@ from pathlib import Path
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as websocket_connect
 
-from workshop import processes, redis_server
+from workshop import diagnoses, processes, redis_server
 from workshop.ports import free_port
 from workshop.steps import ROOT
 
 STARTUP_SECONDS = 15
+# After Ctrl-C, a server gets this long to stop before it is killed (one stuck on a lock never
+# stops by itself, and a learner's failing run should not wait for it).
+STOP_SECONDS = 2
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 # How long a check waits for an event. Generous for a loaded laptop; the repository checks lower it where
 # they expect the wait to fail (an unfinished starter), to keep `make test` fast.
 WAIT_SECONDS = float(os.environ.get("CHECK_WAIT_SECONDS", "3"))
+# Put first on every server's PYTHONPATH: its sitecustomize lets a check see where a hung server
+# waits, and shorten the interpreter's thread switches to make a race happen (diagnoses.py).
+SERVER_SITE = Path(__file__).with_name("server_site")
+# How often a wait looks at the server's log for an error while nothing arrives.
+LOG_POLL_SECONDS = 0.05
+# After this long without a message, a wait looks at where the server's threads are.
+SILENCE_BEFORE_A_LOOK = 0.4
+
+
+class CheckFailure(AssertionError):
+    """A check's failure that names the guide section explaining it, when that is another
+    section than the check's own (a lock taken twice is explained in step 2 whatever the step)."""
+
+    def __init__(self, message: str, read: str | None = None):
+        super().__init__(message)
+        self.read = read
+
+
+# Seconds this run's checks have spent waiting for events that never came (pytest_plugin.py
+# stops running checks once they add up to CHECK_GIVE_UP_SECONDS: the rest would wait too).
+waited_in_vain = [0.0]
+
+
+def gave_up_waiting(seconds: float) -> None:
+    waited_in_vain[0] += seconds
 
 
 class ChatServer:
@@ -53,7 +84,13 @@ class ChatServer:
         self._log = tempfile.NamedTemporaryFile(
             prefix="chat-server-", suffix=".log", delete=False
         )
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+        self._stacks = Path(self._log.name).with_suffix(".stacks")
+        environment = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join([str(SERVER_SITE), str(ROOT)]),
+            "WORKSHOP_STACKS_FILE": str(self._stacks),
+        }
         environment.pop("CELLO_ENV", None)  # production mode forks one process per CPU
         # Its own chat history (chapter history.md), in a folder deleted with this object: each check starts
         # from an empty room.
@@ -76,6 +113,15 @@ class ChatServer:
         )
         self._clients: list[ChatClient] = []
         self._final_output: str | None = None  # kept once stopped, its log deleted
+        # Where in its output the current check began (pytest_plugin.py sets it).
+        self.check_start = 0
+        self.reported = 0  # problems already quoted in a failure
+        self.accepted = False  # it accepted connections once
+        ChatServer.started.append(self)
+
+    # Every server started in this process, until the end of the check that stopped it: the
+    # plugin fails a check during which one of them logged an error.
+    started: list["ChatServer"] = []
 
     def wait_until_accepting(self, timeout: float = STARTUP_SECONDS) -> "ChatServer":
         deadline = time.monotonic() + timeout
@@ -98,6 +144,7 @@ class ChatServer:
                 )
             try:
                 socket.create_connection((self.host, self.port), timeout=0.2).close()
+                self.accepted = True
                 return self
             except OSError:
                 time.sleep(0.02)
@@ -120,6 +167,12 @@ class ChatServer:
                 dict(error.headers),
                 error.read().decode(errors="replace"),
             )
+        except (OSError, urllib.error.URLError) as problem:
+            reason = getattr(problem, "reason", problem)
+            if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+                gave_up_waiting(WAIT_SECONDS)
+                raise self.hang(f"GET {path} got no answer within {WAIT_SECONDS:g} s.")
+            raise AssertionError(f"GET {path} failed: {reason}") from None
 
     def get_json(self, path: str):
         status, _, body = self.get(path)
@@ -165,7 +218,7 @@ class ChatServer:
         """A new participant; `headers` go with the upgrade request (a login's cookie),
         source="127.0.0.2" connects from another loopback address."""
         client = ChatClient(
-            self.url.replace("http", "ws", 1) + path, headers=headers, source=source
+            self.url.replace("http", "ws", 1) + path, headers, self, source=source
         )
         self._clients.append(client)
         return client
@@ -198,16 +251,67 @@ class ChatServer:
     def output(self) -> str:
         if self._final_output is not None:  # stopped: its log file is gone
             return self._final_output
-        return Path(self._log.name).read_text(errors="replace")
+        try:
+            return Path(self._log.name).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def output_tail(self, lines: int = 15) -> str:
-        # Cello's banner is coloured for a terminal.
-        plain = ANSI_ESCAPE.sub("", self.output())
+        # Cello's banner is coloured for a terminal; a traceback reads as one line.
+        plain = diagnoses.without_tracebacks(ANSI_ESCAPE.sub("", self.output()))
         return "\n".join("    " + line for line in plain.splitlines()[-lines:])
+
+    # --- what went wrong -------------------------------------------------------------------------------------
+    def problems(self, since: int = 0) -> list[str]:
+        """The errors the server logged after character `since` of its output, one line each."""
+        return diagnoses.problem_lines(ANSI_ESCAPE.sub("", self.output()[since:]))
+
+    def new_problems(self) -> list[str]:
+        """Errors logged during the current check and not yet quoted in a failure."""
+        fresh = self.problems(max(self.check_start, self.reported))
+        self.reported = len(self.output())
+        return fresh
+
+    def stacks(self) -> str:
+        """Where each of the server's Python threads is now ("" where that cannot be seen)."""
+        if not hasattr(signal, "SIGUSR1") or self.process.poll() is not None:
+            return ""
+        before = self._stacks.stat().st_size if self._stacks.exists() else 0
+        try:
+            os.kill(self.process.pid, signal.SIGUSR1)
+        except OSError:
+            return ""
+        deadline, size = time.monotonic() + 1, before
+        while time.monotonic() < deadline:  # faulthandler writes it at once, in pieces
+            time.sleep(0.05)
+            grown = self._stacks.stat().st_size if self._stacks.exists() else 0
+            if grown > before and grown == size:
+                break
+            size = grown
+        with open(self._stacks, errors="replace") as dump:
+            dump.seek(before)
+            return dump.read()
+
+    def threads(self) -> list[list[diagnoses.Frame]]:
+        """The stack of each of the server's Python threads, innermost frame first."""
+        return diagnoses.parse_faulthandler(self.stacks())
+
+    def hang(self, what: str, threads=None) -> AssertionError:
+        """A failure for a wait that ended in nothing, saying where the server's code waits
+        when it is stuck on a lock."""
+        why = diagnoses.explain_wait(
+            self.threads() if threads is None else threads, self.app_dir
+        )
+        if why:
+            return CheckFailure(
+                f"{what}\nThe server is stuck: {why}", read=diagnoses.LOCK_TAKEN_TWICE
+            )
+        return AssertionError(what)
 
     def stop(self) -> None:
         self.close_clients()
-        processes.stop(self.process)  # Ctrl-C, as a learner would, then kill
+        # Ctrl-C, as a learner would, then kill.
+        processes.stop(self.process, grace=STOP_SECONDS)
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
@@ -215,6 +319,7 @@ class ChatServer:
             self._final_output = self.output()
             self._log.close()
             Path(self._log.name).unlink(missing_ok=True)
+            self._stacks.unlink(missing_ok=True)
 
     def __enter__(self):
         return self
@@ -223,42 +328,67 @@ class ChatServer:
         self.stop()
 
 
+def server_command(
+    app_dir: Path, direct: bool = False, host: str = "127.0.0.1"
+) -> list[str]:
+    """How a check starts app_dir's app: through `workshop.serve` (as `make step N` does), or
+    with `direct=True` as `python app.py` (step 7's own entry point), on port {port}."""
+    app_dir = Path(app_dir).resolve()
+    if direct:
+        return [sys.executable, str(app_dir / "app.py"), "--host", host] + [
+            "--port",
+            "{port}",
+        ]
+    return [sys.executable, "-m", "workshop.serve", str(app_dir)] + [
+        "--host",
+        host,
+        "--port",
+        "{port}",
+    ]
+
+
 def start_server(
     app_dir: Path,
     env: dict | None = None,
     direct: bool = False,
     port: int | None = None,
+    extra: list[str] | None = None,
     host: str = "127.0.0.1",
 ) -> ChatServer:
-    """Start app_dir's app on a free port: through `workshop.serve` (as `make step N` does), or with
-    `direct=True` as `python app.py --port P` (step 7's own entry point). `port=` restarts a stopped
-    server where its clients (a browser tab that reconnects) will look for it."""
-    app_dir = Path(app_dir).resolve()
-    if direct:
-        command = [
-            sys.executable,
-            str(app_dir / "app.py"),
-            "--host",
-            host,
-            "--port",
-            "{port}",
-        ]
-    else:
-        command = [
-            sys.executable,
-            "-m",
-            "workshop.serve",
-            str(app_dir),
-            "--host",
-            host,
-            "--port",
-            "{port}",
-        ]
-    server = ChatServer(app_dir, command, env, port, host)
-    try:
-        return server.wait_until_accepting()
-    except BaseException:  # a Ctrl-C during the wait too: never leave a server behind
+    """Start app_dir's app on a free port: through `workshop.serve` (as `make step N` does), or
+    with `direct=True` as `python app.py --port P` (step 7's own entry point). `port=` restarts a stopped
+    server where its clients (a browser tab that reconnects) will look for it; `extra` adds
+    command-line arguments; `host` another loopback address (scale.md#machines)."""
+    return start_servers([(app_dir, env, direct, port, extra, host)])[0]
+
+
+def stop_servers(servers: list[ChatServer]) -> None:
+    """Stop several servers at once: Ctrl-C to all of them first, then wait for each."""
+    for server in servers:
+        server.close_clients()
+        if server.process.poll() is None:
+            processes.interrupt(processes.with_descendants(server.process.pid))
+    for server in servers:
         server.stop()
+
+
+def start_servers(specs: list[tuple]) -> list[ChatServer]:
+    """Several servers started at once, each (app_dir, env, direct, port, extra[, host]) as
+    for start_server: they start side by side, which is quicker than one after the other."""
+    servers: list[ChatServer] = []
+    try:
+        for app_dir, env, direct, port, extra, *rest in specs:
+            host = rest[0] if rest else "127.0.0.1"
+            command = server_command(app_dir, direct, host) + list(extra or [])
+            servers.append(
+                ChatServer(Path(app_dir).resolve(), command, env, port, host)
+            )
+        for server in servers:
+            server.wait_until_accepting()
+        return servers
+    except BaseException:  # a Ctrl-C during the wait too: never leave a server behind
+        for server in servers:
+            server.stop()
         raise
 
 
@@ -272,11 +402,20 @@ def describe(messages: list) -> str:
 
 
 class ChatClient:
-    """A chat participant: a real WebSocket connection plus the messages it has received so far."""
+    """A chat participant: a real WebSocket connection plus the messages it has received so far.
+
+    Its waits fail as soon as the outcome is known, not at their deadline: when the server logs an
+    error, closes the connection, answers with an error nobody asked for, or sends something that
+    is not a JSON object."""
 
     def __init__(
-        self, url: str, headers: dict | None = None, source: str | None = None
+        self,
+        url: str,
+        headers: dict | None = None,
+        server: "ChatServer | None" = None,
+        source: str | None = None,
     ):
+        self.server = server
         try:
             # max_queue=None: keep reading frames even when the test has not consumed them yet; a client with a
             # full queue stops reading the socket and would only notice the server's close after close_timeout.
@@ -302,14 +441,25 @@ class ChatClient:
         self.closed_reason: str | None = None
 
     # --- sending -----------------------------------------------------------------------------------------------
+    def _send(self, data, what: str) -> None:
+        try:
+            self.connection.send(data)
+        except ConnectionClosed as closed:
+            self.closed_reason = _close_code(closed)
+            raise AssertionError(
+                f"The server closed this client's connection ({self.closed_reason}) before "
+                f"it could send {what}. It had received: {describe(self.received)}"
+                + self._server_said()
+            ) from None
+
     def send_json(self, payload) -> None:
-        self.connection.send(json.dumps(payload))
+        self._send(json.dumps(payload), json.dumps(payload)[:80])
 
     def send_text(self, text: str) -> None:
-        self.connection.send(text)
+        self._send(text, repr(text[:80]))
 
     def send_bytes(self, data: bytes) -> None:
-        self.connection.send(data)
+        self._send(data, "a binary frame")
 
     def say(self, message: str) -> None:
         self.send_json({"type": "chat", "message": message})
@@ -318,18 +468,38 @@ class ChatClient:
         self.send_json({"type": "set_name", "name": name})
 
     # --- receiving ---------------------------------------------------------------------------------------------
-    def _receive_one(self, deadline: float):
-        """The next message, or None at the deadline. Raises AssertionError if the server closed the connection."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        try:
-            raw = self.connection.recv(timeout=remaining)
-        except TimeoutError:
-            return None
-        except ConnectionClosed as closed:
-            self.closed_reason = f"code {closed.rcvd.code if closed.rcvd else 'none (connection dropped)'}"
-            raise
+    def _server_said(self, settle: float = 0.5) -> str:
+        """The errors the server logged during this check, as a paragraph (or ""). A server
+        that just closed a connection may log why a moment later: up to `settle` seconds."""
+        if self.server is None:
+            return ""
+        deadline = time.monotonic() + settle
+        while not (said := self.server.new_problems()) and time.monotonic() < deadline:
+            time.sleep(LOG_POLL_SECONDS)
+        return quote_problems(said)
+
+    def _receive_one(self, deadline: float, on_silence=None):
+        """The next message, or None at the deadline. Raises ConnectionClosed if the server
+        closed the connection, and AssertionError as soon as the server logs an error;
+        on_silence(seconds) is called while nothing arrives."""
+        quiet_since = time.monotonic()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                raw = self.connection.recv(timeout=min(remaining, LOG_POLL_SECONDS))
+                break
+            except TimeoutError:
+                if self.server is not None and (said := self.server.new_problems()):
+                    raise AssertionError(
+                        "The server logged an error meanwhile." + quote_problems(said)
+                    ) from None
+                if on_silence:
+                    on_silence(time.monotonic() - quiet_since)
+            except ConnectionClosed as closed:
+                self.closed_reason = _close_code(closed)
+                raise
         try:
             message = json.loads(raw)
         except (TypeError, json.JSONDecodeError):
@@ -337,9 +507,79 @@ class ChatClient:
         self.received.append(message)
         return message
 
-    def wait_for(self, matches, what: str, timeout: float = WAIT_SECONDS):
-        """The first unread message for which matches(message) is true; earlier unread ones are passed over."""
+    def wait_for(
+        self, matches, what: str, timeout: float = WAIT_SECONDS, near_miss=None
+    ):
+        """The first unread message for which matches(message) is true; earlier unread ones are passed over.
+
+        Fails at once on a message that rules it out: one that is not a JSON object, an error that
+        `matches` does not ask for, or one for which near_miss(message) returns an explanation."""
         deadline = time.monotonic() + timeout
+        looks = {"next": SILENCE_BEFORE_A_LOOK, "idle": 0}
+
+        def on_silence(seconds: float) -> None:
+            # A server stuck on a lock, or with nothing left to send, will never answer:
+            # look at its threads now and then instead of waiting for the deadline.
+            if self.server is None or seconds < looks["next"]:
+                return
+            looks["next"] = seconds + SILENCE_BEFORE_A_LOOK
+            threads = self.server.threads()
+            stuck = self.server.hang(f"This client waited for {what}.", threads)
+            if isinstance(stuck, CheckFailure):
+                gave_up_waiting(timeout)
+                raise stuck
+            waiting = diagnoses.waiting_for_input(threads, self.server.app_dir)
+            looks["idle"] = looks["idle"] + 1 if waiting else 0
+            if (
+                waiting and looks["idle"] >= 2
+            ):  # twice in a row, nothing received between
+                gave_up_waiting(timeout)
+                raise CheckFailure(
+                    f"This client waited for {what}, but nothing more is coming: every "
+                    "handler of the server waits for its participant's next message, at "
+                    f"{diagnoses.where(waiting)}. It has received: "
+                    f"{describe(self.received)}"
+                )
+
+        while True:
+            while self._unread < len(self.received):
+                message = self.received[self._unread]
+                self._unread += 1
+                if isinstance(message, dict) and matches(message):
+                    return message
+                self._rule_out(message, what, near_miss)
+            try:
+                message = self._receive_one(deadline, on_silence)
+            except ConnectionClosed:
+                said = self._server_said()
+                raise AssertionError(
+                    f"The server closed the connection ({self.closed_reason}) while this client waited for {what}. "
+                    f"It had received: {describe(self.received)}"
+                    + (
+                        said
+                        or "\nA handler that raises ends its participant's connection."
+                    )
+                ) from None
+            except CheckFailure:
+                raise  # it says what this client waited for
+            except AssertionError as problem:
+                raise AssertionError(
+                    f"While this client waited for {what}: {problem}"
+                ) from None
+            if message is None:
+                gave_up_waiting(timeout)
+                failure = f"Waited {timeout:g} s for {what}, but received: {describe(self.received)}"
+                raise (
+                    self.server.hang(failure)
+                    if self.server
+                    else AssertionError(failure)
+                )
+
+    def never_hears(self, matches, what: str, seconds: float) -> dict | None:
+        """The first message within `seconds` for which matches(message) is true; None when
+        none comes, as it should not. Other messages are passed over; a server error still
+        fails the check at once."""
+        deadline = time.monotonic() + seconds
         while True:
             while self._unread < len(self.received):
                 message = self.received[self._unread]
@@ -347,16 +587,31 @@ class ChatClient:
                 if isinstance(message, dict) and matches(message):
                     return message
             try:
-                message = self._receive_one(deadline)
+                if self._receive_one(deadline) is None:
+                    return None
             except ConnectionClosed:
                 raise AssertionError(
-                    f"The server closed the connection ({self.closed_reason}) while this client waited for {what}. "
-                    f"It had received: {describe(self.received)}"
+                    f"The server closed the connection ({self.closed_reason}) while this "
+                    f"client made sure it never hears {what}." + self._server_said()
                 ) from None
-            if message is None:
-                raise AssertionError(
-                    f"Waited {timeout:g} s for {what}, but received: {describe(self.received)}"
-                )
+
+    def _rule_out(self, message, what: str, near_miss) -> None:
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise AssertionError(
+                f"While this client waited for {what}, the server sent {describe([message])}: "
+                'every message the chat sends is a JSON object with a "type", such as '
+                '{"type": "error", "message": "..."}.'
+            )
+        if message["type"] == "error":
+            raise AssertionError(
+                f"While this client waited for {what}, the server answered with an error: "
+                f"{json.dumps(message)}"
+            )
+        explanation = near_miss(message) if near_miss else None
+        if explanation:
+            raise AssertionError(
+                f"While this client waited for {what}, {explanation}: {json.dumps(message)}"
+            )
 
     def wait_for_system(self, text: str, timeout: float = WAIT_SECONDS) -> dict:
         return self.wait_for(
@@ -368,6 +623,11 @@ class ChatClient:
     def wait_for_chat(
         self, username: str, message: str, timeout: float = WAIT_SECONDS
     ) -> dict:
+        def signed_by_someone_else(m):
+            if m.get("type") == "chat" and m.get("message") == message:
+                return f"that message arrived signed {m.get('username')!r}"
+            return None
+
         return self.wait_for(
             lambda m: (
                 m.get("type") == "chat"
@@ -376,14 +636,25 @@ class ChatClient:
             ),
             f'the chat message {{"username": "{username}", "message": "{message[:40]}"}}',
             timeout,
+            near_miss=signed_by_someone_else,
         )
 
-    def expect_error(self, after: str, timeout: float = WAIT_SECONDS) -> dict:
-        """The next error message; `after` says what the client sent, for the failure message."""
+    def expect_error(
+        self, after: str, timeout: float = WAIT_SECONDS, accepted_if=None
+    ) -> dict:
+        """The next error message; `after` says what the client sent, for the failure message.
+        accepted_if(message) tells a message that shows the server took the input instead."""
+
+        def accepted(m):
+            if accepted_if and accepted_if(m):
+                return f"the server took {after} instead of refusing it"
+            return None
+
         error = self.wait_for(
             lambda m: m.get("type") == "error",
             f'{{"type": "error", ...}} after {after}',
             timeout,
+            near_miss=accepted,
         )
         assert isinstance(error.get("message"), str) and error["message"].strip(), (
             f'An error message needs a "message" that says what was wrong; after {after} the server sent {error}'
@@ -414,6 +685,33 @@ class ChatClient:
         self.connection.close()
 
 
+def _close_code(closed: ConnectionClosed) -> str:
+    return f"code {closed.rcvd.code if closed.rcvd else 'none (connection dropped)'}"
+
+
+def quote_problems(problems: list[str], most: int = 4) -> str:
+    """The server's error lines as a paragraph of a failure, with what they mean when known."""
+    if not problems:
+        return ""
+    counted: dict[str, int] = {}
+    for line in problems:
+        counted[line] = counted.get(line, 0) + 1
+    shown = [
+        f"    {line}" + (f"   ({times} times)" if times > 1 else "")
+        for line, times in list(counted.items())[:most]
+    ]
+    meanings = {
+        meaning
+        for line in counted
+        if (meaning := diagnoses.explain_error(line)) is not None
+    }
+    return (
+        "\nThe server logged:\n"
+        + "\n".join(shown)
+        + "".join(f"\n{meaning}" for meaning in sorted(meanings))
+    )
+
+
 def eventually(check, what: str, timeout: float = WAIT_SECONDS):
     """Poll check() until it returns something truthy; for state only visible by asking (GET /users)."""
     deadline = time.monotonic() + timeout
@@ -422,8 +720,198 @@ def eventually(check, what: str, timeout: float = WAIT_SECONDS):
         if result:
             return result
         if time.monotonic() > deadline:
+            gave_up_waiting(timeout)
             raise AssertionError(f"Waited {timeout:g} s for {what}.")
         time.sleep(0.02)
+
+
+def call(function, *args, what: str, timeout: float = WAIT_SECONDS):
+    """function(*args) on a thread of its own, with a deadline: a call that never returns fails
+    the check, saying where it waits (a lock its own thread already holds, say) instead of
+    hanging pytest. Its exception, if it raises one, is raised here."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = function(*args)
+        except BaseException as error:  # handed to the check's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name=f"check: {what}", daemon=True)
+    started = time.monotonic()
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.05)
+        waited = time.monotonic() - started
+        if thread.is_alive() and waited > 0.2:
+            frames = diagnoses.frames_of_thread(thread.ident or 0)
+            why = diagnoses.explain_wait(
+                [frames], Path(function.__code__.co_filename).parent
+            )
+            if why or waited > timeout:
+                gave_up_waiting(waited)
+                raise CheckFailure(
+                    f"{what} never returned"
+                    + (f": {why}" if why else f" within {timeout:g} s.")
+                    + _where_it_waits(frames, function),
+                    read=diagnoses.LOCK_TAKEN_TWICE if why else None,
+                )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def together(
+    count: int, target, what: str, app_dir: Path, timeout: float = WAIT_SECONDS
+) -> list:
+    """target(0), ..., target(count - 1) on `count` threads released at the same instant by a
+    barrier, as a room of people who click "join" together: the way to make a race happen on
+    purpose. Returns the exceptions the threads raised. Never hangs: threads still running at
+    the deadline (or stuck on a lock they hold) fail the check, saying where they wait."""
+    barrier, raised = threading.Barrier(count), []
+
+    def run(number):
+        barrier.wait()
+        try:
+            target(number)
+        except Exception as error:
+            raised.append(error)
+
+    threads = [
+        threading.Thread(target=run, args=(n,), name=f"check: {what} {n}", daemon=True)
+        for n in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    started = time.monotonic()
+    while any(thread.is_alive() for thread in threads):
+        time.sleep(0.02)
+        waited = time.monotonic() - started
+        if waited < 0.3:
+            continue
+        stuck = [
+            diagnoses.frames_of_thread(t.ident or 0) for t in threads if t.is_alive()
+        ]
+        why = diagnoses.explain_wait(stuck, app_dir)
+        if why or waited > timeout:
+            gave_up_waiting(waited)
+            raise CheckFailure(
+                f"{what} never finished"
+                + (f": {why}" if why else f" within {timeout:g} s."),
+                read=diagnoses.LOCK_TAKEN_TWICE if why else None,
+            )
+    return raised
+
+
+def goes_ahead_while_held(
+    lock, action, what: str, effect=None, finishing_counts: bool = True
+) -> bool:
+    """Whether action() gets past `lock` while another thread holds it, as it should not.
+
+    The race made certain instead of hoped for: this thread holds the lock, as a handler in
+    the middle of a change would, while action() runs on a thread of its own. It went ahead
+    if it finished (unless finishing_counts is False: an action that need not wait, such
+    as one that does not read what the lock guards), or if effect() turned true, within
+    0.2 s. Then the lock is released, and action() must finish within WAIT_SECONDS."""
+    done = threading.Event()
+    failed: list = []
+
+    def run():
+        try:
+            action()
+        except Exception as error:
+            failed.append(error)
+        done.set()
+
+    with lock:
+        threading.Thread(target=run, name=f"check: {what}", daemon=True).start()
+        deadline = time.monotonic() + 0.2
+        went_ahead = False
+        while time.monotonic() < deadline and not went_ahead:
+            finished = done.wait(0.01)
+            went_ahead = (finished and finishing_counts) or bool(effect and effect())
+            if finished:
+                break
+    if not done.wait(WAIT_SECONDS):
+        gave_up_waiting(WAIT_SECONDS)
+        raise AssertionError(f"{what} never finished once the lock was free.")
+    if failed:
+        raise AssertionError(
+            f"{what} raised {type(failed[0]).__name__}: {failed[0]}"
+        ) from None
+    return went_ahead
+
+
+class ReadsWatched(dict):
+    """A dict that notes when it is read (iterated, looked up, counted) while `armed`:
+    put in place of an app's `clients` by reads_of(), it tells a check whether a
+    function read the room, not only whether it finished."""
+
+    armed = False
+    read = False
+
+    def _note(self) -> None:
+        if self.armed:
+            self.read = True
+
+    def __iter__(self):
+        self._note()
+        return super().__iter__()
+
+    def __len__(self):
+        self._note()
+        return super().__len__()
+
+    def __getitem__(self, key):
+        self._note()
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self._note()
+        return super().__contains__(key)
+
+    def get(self, key, default=None):
+        self._note()
+        return super().get(key, default)
+
+    def keys(self):
+        self._note()
+        return super().keys()
+
+    def values(self):
+        self._note()
+        return super().values()
+
+    def items(self):
+        self._note()
+        return super().items()
+
+    def copy(self):
+        self._note()
+        return dict(super().items())
+
+
+@contextlib.contextmanager
+def reads_of(module, name: str = "clients"):
+    """module.<name> (a dict) replaced, for the block, by a ReadsWatched copy that the
+    app's functions use as they would the original; the original comes back after,
+    with what the block changed in it."""
+    original = getattr(module, name)
+    watched = ReadsWatched(original)
+    setattr(module, name, watched)
+    try:
+        yield watched
+    finally:
+        original.clear()
+        original.update(dict.items(watched))
+        setattr(module, name, original)
+
+
+def _where_it_waits(frames, function) -> str:
+    mine = diagnoses.learner_frames(frames, Path(function.__code__.co_filename).parent)
+    if not mine:
+        return ""
+    return "\nIt waits at: " + " <- ".join(diagnoses.where(f) for f in mine)
 
 
 def join(connect) -> tuple[ChatClient, str]:
@@ -449,21 +937,27 @@ class RawParticipant:
             # Before connect(): the buffer also decides the TCP window the server may fill.
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.sock.settimeout(WAIT_SECONDS)
-        self.sock.connect(("127.0.0.1", server.port))
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            f"GET /ws/chat HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
         self.data = b""
-        while b"\r\n\r\n" not in self.data:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise AssertionError(
-                    "The server closed a new connection during its handshake."
-                )
-            self.data += chunk
+        try:
+            self.sock.connect(("127.0.0.1", server.port))
+            self.sock.sendall(
+                f"GET /ws/chat HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            while b"\r\n\r\n" not in self.data:
+                chunk = self.sock.recv(4096)
+                if not chunk:
+                    raise AssertionError(
+                        "The server closed a new connection during its handshake."
+                    )
+                self.data += chunk
+        except OSError as problem:
+            self.sock.close()
+            raise AssertionError(
+                f"A new participant could not connect: {problem}."
+            ) from None
         head, _, self.data = self.data.partition(b"\r\n\r\n")
         status = head.split(b"\r\n")[0]
         assert b" 101 " in status, f"The WebSocket handshake failed: {status[:200]!r}"
@@ -472,7 +966,15 @@ class RawParticipant:
         """A masked text frame (clients must mask; an all-zero mask leaves it as it is)."""
         payload = json.dumps({"type": "chat", "message": text}).encode()
         assert len(payload) < 126
-        self.sock.sendall(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+        try:
+            self.sock.sendall(
+                bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+            )
+        except OSError as problem:
+            raise AssertionError(
+                f"The server closed a participant's connection before it could say "
+                f"{text!r}: {problem}."
+            ) from None
 
     def heard(self, text: str, deadline: float) -> bool:
         """Whether `text` arrives (in any frame) before the deadline; reads all up to it."""

@@ -1,29 +1,64 @@
 """Fixtures and reporting for the step checks (`pytest steps/stepN`), loaded by the root conftest.py.
 
 A learner who fails a check reads one short paragraph: what the check wanted, what happened, and which
-guide section explains it. Tracebacks into the harness would only hide that.
+guide section explains it, then the errors and last lines of the server. Tracebacks into the harness
+(or into a library) would only hide that; `pytest --tb=long` still shows them, for whoever maintains
+the checks.
+
+Three more promises, kept here for every check:
+- A check during which the server logged an error fails, quoting Cello's line, even when what the
+  check looked at went well: a handler that died is a bug, whatever the check was about.
+- A run stops waiting for nothing: once its checks have waited CHECK_GIVE_UP_SECONDS in all for
+  events that never came, the checks left are skipped, saying why (the rest would wait too).
+- Importing app.py, and every call into it, has a deadline (workshop/harness.py).
 """
 
 import importlib.util
 import itertools
+import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
 
-from workshop.harness import start_server
-from workshop.steps import ROOT, guide_link
+from workshop import diagnoses
+from workshop.harness import (
+    WAIT_SECONDS,
+    ChatServer,
+    quote_problems,
+    start_server,
+    waited_in_vain,
+)
+from workshop.steps import guide_link
 
 _module_names = itertools.count()
+# After this many seconds of waits that ended in nothing, the checks left are not run.
+GIVE_UP = os.environ.get("CHECK_GIVE_UP_SECONDS", str(2 * WAIT_SECONDS))
 
 
 def pytest_addoption(parser):
     parser.addoption(
         "--app",
         metavar="DIR",
-        help="grade the app in DIR instead of the step's own folder (e.g. pytest steps/step4 --app solutions/step4)",
+        action="append",
+        help="grade the app in DIR instead of the step's own folder (e.g. pytest steps/step4 "
+        "--app solutions/step4); given several times, every check runs on each (the "
+        "mistakes gate, workshop/mistakes.py)",
     )
+
+
+def pytest_generate_tests(metafunc):
+    apps = metafunc.config.getoption("--app") or []
+    if len(apps) > 1 and "app_dir" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "app_dir",
+            apps,
+            indirect=True,
+            scope="module",
+            ids=[f"app{number}" for number in range(len(apps))],
+        )
 
 
 def pytest_configure(config):
@@ -39,9 +74,17 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"stopped by signal {signum}")
 
 
+def is_step_check(item) -> bool:
+    """A check of a step or chapter: a test file in steps/<folder>/, wherever steps/ is."""
+    return Path(item.fspath).parent.parent.name == "steps"
+
+
 @pytest.fixture(scope="module")
 def app_dir(request) -> Path:
-    chosen = request.config.getoption("--app")
+    chosen = (
+        getattr(request, "param", None)
+        or (request.config.getoption("--app") or [None])[0]
+    )
     folder = (
         (Path.cwd() / chosen).resolve()
         if chosen
@@ -70,6 +113,9 @@ def connect(server):
 @pytest.fixture(scope="module")
 def chat_module(app_dir):
     """The app module imported into the test process, for checks of plain functions and data."""
+    # Its own messages.py, not one that another app (graded in this run) imported first.
+    for name in [path.stem for path in app_dir.glob("*.py")]:
+        sys.modules.pop(name, None)
     sys.path.insert(0, str(app_dir))
     try:
         spec = importlib.util.spec_from_file_location(
@@ -78,10 +124,78 @@ def chat_module(app_dir):
         # A .py file always has both (this tells the type checker).
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as problem:
+            raise AssertionError(
+                f"Importing app.py failed: {import_error(problem, app_dir)}"
+            ) from None
     finally:
         sys.path.remove(str(app_dir))
     return module
+
+
+def import_error(problem: Exception, app_dir: Path) -> str:
+    """An exception raised while importing the learner's file, as one line with its place."""
+    if isinstance(problem, SyntaxError):
+        place = f"{Path(problem.filename or 'app.py').name}, line {problem.lineno}"
+        code = (problem.text or "").strip()
+        return f"SyntaxError: {problem.msg} ({place}: `{code}`)"
+    frames = [
+        diagnoses.Frame(f.filename, f.lineno or 0, f.name)
+        for f in reversed(traceback.extract_tb(problem.__traceback__))
+    ]
+    mine = diagnoses.learner_frames(frames, app_dir)
+    place = f" ({diagnoses.place(mine[0])})" if mine else ""
+    return f"{type(problem).__name__}: {problem}{place}"
+
+
+# --- each check: the server's errors fail it, and a run that only waits gives up -----------------
+
+
+_graded = [None]  # the app the last check graded (several with --app A --app B)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if not is_step_check(item) or GIVE_UP.lower() in ("", "0", "none", "never"):
+        return
+    app = getattr(getattr(item, "callspec", None), "params", {}).get("app_dir")
+    if app != _graded[0]:  # each app has its own patience
+        _graded[0] = app
+        waited_in_vain[0] = 0.0
+    if waited_in_vain[0] >= float(GIVE_UP):
+        pytest.skip(
+            f"not run: the checks above already waited {waited_in_vain[0]:g} s for "
+            "answers that never came, and this one would wait too. Fix the first failure "
+            "above, then run the checks again."
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    if not is_step_check(item):
+        return (yield)
+    ChatServer.started[:] = [s for s in ChatServer.started if s._final_output is None]
+    for running in ChatServer.started:
+        running.check_start = running.reported = len(running.output())
+    item._servers_before = set(map(id, ChatServer.started))
+    result = yield
+    logged = [line for s in _servers_of(item) for line in s.new_problems()]
+    if logged:
+        raise AssertionError(
+            "What this check looked at went well, but the server logged an error "
+            "meanwhile: a handler that fails drops its participant."
+            + quote_problems(logged)
+        )
+    return result
+
+
+def _servers_of(item) -> list[ChatServer]:
+    """The servers this check used: its fixtures', and the ones it started itself."""
+    fixtures = {id(v): v for v in item.funcargs.values() if isinstance(v, ChatServer)}
+    before: set[int] = getattr(item, "_servers_before", set())
+    return [s for s in ChatServer.started if id(s) in fixtures or id(s) not in before]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -90,28 +204,56 @@ def pytest_runtest_makereport(item, call):
     if (
         report.failed
         and call.excinfo is not None
-        and call.excinfo.errisinstance(AssertionError)
+        and is_step_check(item)
+        and item.config.option.tbstyle == "auto"
+        and not call.excinfo.errisinstance((KeyboardInterrupt, pytest.skip.Exception))
     ):
-        if Path(item.fspath).is_relative_to(ROOT / "steps"):
-            report.longrepr = _plain_failure(item, call.excinfo.value)
+        report.longrepr = _plain_failure(item, call.excinfo)
     return report
 
 
-def _plain_failure(item, error: AssertionError) -> str:
+def _plain_failure(item, excinfo) -> str:
+    error = excinfo.value
     # The docstring's first paragraph, whole: it may run over several lines.
     what = " ".join(
         (item.function.__doc__ or item.name).strip().split("\n\n")[0].split()
     )
-    # pytest appends its own "assert ..." introspection to a message; the message already says it in words.
-    message = (
-        str(error).split("\nassert ")[0].strip()
-        or "an assertion without a message failed"
-    )
+    if isinstance(error, AssertionError) or excinfo.errisinstance(
+        pytest.fail.Exception
+    ):
+        # pytest appends its own "assert ..." introspection to a message; the message says it in words.
+        message = (
+            str(error).split("\nassert ")[0].strip()
+            or "an assertion without a message failed"
+        )
+    else:
+        message = _unexpected(excinfo)
     lines = [f"Check: {what}", "", *("  " + line for line in message.splitlines())]
+    servers = [s for s in _servers_of(item) if s.accepted]
+    logged = [line for s in servers for line in s.new_problems()]
+    if logged:
+        lines += ["", *quote_problems(logged).strip("\n").splitlines()]
+    section = getattr(error, "read", None)
     marker = item.get_closest_marker("guide")
-    if marker:
-        lines += ["", f"Read: {guide_link(marker.args[0])}"]
-    server = item.funcargs.get("server")
-    if server is not None and server.output().strip():
-        lines += ["", "The server's last lines:", server.output_tail(8)]
+    if section or marker:
+        lines += ["", f"Read: {guide_link(section or marker.args[0])}"]
+    for running in servers:
+        if running.output().strip():
+            lines += ["", "The server's last lines:", running.output_tail(8)]
     return "\n".join(lines)
+
+
+def _unexpected(excinfo) -> str:
+    """An exception that is not a check's own failure, in one sentence and its place."""
+    entry = next(
+        (
+            e
+            for e in reversed(excinfo.traceback)
+            if Path(str(e.path)).parent.parent.name == "steps"
+        ),
+        None,
+    )
+    place = (
+        f" (at {Path(str(entry.path)).name}, line {entry.lineno + 1})" if entry else ""
+    )
+    return f"The check stopped on an unexpected {excinfo.typename}: {excinfo.value}{place}."

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from workshop.harness import WAIT_SECONDS, ChatServer
+from workshop.harness import WAIT_SECONDS, ChatServer, CheckFailure, gave_up_waiting
 
 
 @dataclass
@@ -105,6 +105,16 @@ def ask(
     return answer
 
 
+def no_retry(path: str) -> CheckFailure:
+    """The failure for a stream whose answers say nothing of when to ask again."""
+    return CheckFailure(
+        f"The answers of {path} start with no `retry:` line, so a page waits a "
+        "browser's default 3 s before it asks again, and hears the room that late. "
+        "Start each answer with f'retry: {RETRY_MS}\\n\\n'.",
+        read="live.md#sse",
+    )
+
+
 class EventSource:
     """A page following the stream: .events holds every event dispatched, in order."""
 
@@ -157,7 +167,12 @@ class EventSource:
             events = self.snapshot()
             if matches(events):
                 return events
+            with self._lock:
+                answers = list(self.answers)
+            if answers and all(answer.retry_ms is None for answer in answers):
+                raise no_retry(self.path)
             if self.gave_up or time.monotonic() > deadline:
+                gave_up_waiting(timeout)
                 seen = ", ".join(f"{e.kind} {e.data}" for e in events[-6:]) or "none"
                 why = f" It stopped asking: {self.gave_up}." if self.gave_up else ""
                 raise AssertionError(

@@ -91,11 +91,12 @@ def is_in_order_within(kept: str, finished: str) -> bool:
     return all(any(line == candidate for candidate in remaining) for line in wanted)
 
 
-def drift(step: Step) -> list[str]:
-    """What keeps a starter from being the finished code it builds on plus TODO blocks; empty if none."""
+def drift(step: Step, starter_dir: Path | None = None) -> list[str]:
+    """What keeps a starter from being the finished code it builds on plus TODO blocks; empty if none.
+    starter_dir: where the starter is, if not in this working copy (the shipped one, say)."""
     problems = []
     here = f"steps/{step.folder}"
-    starter = app_files(step.starter_dir)
+    starter = app_files(starter_dir or step.starter_dir)
     previous = app_files(step.previous.solution_dir) if step.previous else {}
     before = f"solutions/{step.previous.folder}" if step.previous else "(nothing)"
     finished = app_files(step.solution_dir)
@@ -177,10 +178,11 @@ if __name__ == "__main__":
 COMMENT_STARTS = ("#", "//", "<!--", "/*")
 
 
-def typed_lines(step: Step) -> dict[str, int]:
+def typed_lines(step: Step, starter_dir: Path | None = None) -> dict[str, int]:
     """Per file, the lines a learner types: non-blank, non-comment lines the finished code
     adds or changes from the starter. Files handed out ready-made count none."""
-    starter, finished = app_files(step.starter_dir), app_files(step.solution_dir)
+    starter = app_files(starter_dir or step.starter_dir)
+    finished = app_files(step.solution_dir)
     counts = {}
     for name, path in finished.items():
         old = starter[name].read_text().splitlines() if name in starter else []

@@ -18,7 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from workshop.harness import ChatClient, eventually, join, start_server
+from workshop.harness import (
+    ChatClient,
+    CheckFailure,
+    eventually,
+    join,
+    start_server,
+)
 
 KEPT = 50  # messages a newcomer is shown
 RETRY_SECONDS = "0.5"
@@ -51,20 +57,42 @@ def settings(history_file) -> dict:
 
 @pytest.mark.guide("history.md#newcomers")
 def test_a_newcomer_sees_the_last_50_messages_after_joining(connect):
-    """After 60 messages, a newcomer gets "... joined the chat", then the last 50 of
-    them in order, each with an id; the room heard each message once."""
+    """After 60 messages (and someone else coming and going), a newcomer gets "...
+    joined the chat", then the last 50 messages in order, each with an id, and no old
+    news; the room heard each message once."""
     talker, name = join(connect)
     said = [f"message {n}" for n in range(60)]
     for text in said:
         talker.say(text)
     for text in said:
         talker.wait_for_chat(name, text)
+    twice = chats(talker.sync())
+    if twice:
+        raise CheckFailure(
+            f"The room heard some messages twice ({twice[:2]}): history.add() "
+            "broadcasts each message once it is saved; the handler must not broadcast "
+            "it as well.",
+            read="history.md#save-first",
+        )
+    passing, passer = join(connect)
+    passing.close()  # news, not chat messages: no newcomer is shown them later
+    talker.wait_for_system(f"{passer} left the chat")
     newcomer = connect()
     first = newcomer.wait_for(lambda m: m.get("type") != "ping", "a first message")
-    assert first.get("type") == "system" and "joined the chat" in first["message"], (
-        f'A newcomer should first hear "... joined the chat", not {first}.'
+    if first.get("type") != "system" or "joined the chat" not in first["message"]:
+        raise CheckFailure(
+            f'A newcomer should first hear "... joined the chat", then the history, '
+            f"not {first}: add_client announces them and sends the history, under one "
+            "lock.",
+            read="history.md#one-lock",
+        )
+    shown = newcomer.sync()
+    news = [m for m in shown if m.get("type") not in ("chat", "ping")]
+    assert not news, (
+        f"A newcomer was shown old news as history: {news[:2]}. Only chat messages "
+        'go into `recent` (payload["type"] == "chat").'
     )
-    shown = chats(newcomer.sync())
+    shown = chats(shown)
     texts = [m.get("message") for m in shown]
     assert texts == said[-KEPT:], (
         f"After 60 messages a newcomer should be shown the last {KEPT} "
@@ -76,11 +104,13 @@ def test_a_newcomer_sees_the_last_50_messages_after_joining(connect):
         f"Each message should carry the id of its row, increasing: {ids[:5]} ..."
     )
     extra = chats(talker.sync())
-    assert not extra, (
-        f"The room heard some messages twice ({extra[:2]}): history.add() "
-        "broadcasts each message once it is saved; the handler must not broadcast it "
-        "as well."
-    )
+    if extra:
+        raise CheckFailure(
+            f"The room heard some messages twice ({extra[:2]}): history.add() "
+            "broadcasts each message once it is saved; the handler must not broadcast "
+            "it as well.",
+            read="history.md#save-first",
+        )
 
 
 @pytest.mark.guide("history.md#one-lock")
@@ -256,6 +286,13 @@ def test_the_file_is_next_to_app_py_unless_chat_history_names_another(
         assert found and Path(found).resolve() == wanted.resolve(), (
             f"With CHAT_HISTORY={environment!r}, app.py's `history` should use "
             f"{wanted}, not {found or 'nothing (it has no `history` yet)'}."
+        )
+    if chosen.exists():
+        raise CheckFailure(
+            f"Importing app.py opened its history file ({chosen.name} exists now): "
+            "importing starts nothing. Call recent.extend(history.load()) in the "
+            "__main__ block, before app.run.",
+            read="history.md#save-first",
         )
 
 

@@ -16,7 +16,9 @@ import pytest
 
 from workshop.harness import (
     WAIT_SECONDS,
+    CheckFailure,
     eventually,
+    gave_up_waiting,
     join,
     need,
     online,
@@ -37,9 +39,22 @@ def server(app_dir):
     running.stop()
 
 
-def first_answer(server, last_id=None):
-    """GET /live/events, which must answer 200 text/event-stream."""
-    answer = ask(server, FEED, last_id)
+def first_answer(server, last_id=None, waits=False):
+    """GET /live/events, which must answer 200 text/event-stream: at once, unless it
+    `waits` for news."""
+    patience = FEED_WAIT_SECONDS * 2 if waits else FEED_WAIT_SECONDS / 2
+    try:
+        answer = ask(server, FEED, last_id, timeout=patience)
+    except TimeoutError:
+        gave_up_waiting(patience)
+        raise CheckFailure(
+            f"GET {FEED} with Last-Event-ID {last_id!r} got no answer within "
+            f"{patience:g} s: a page that has seen nothing yet, or whose id this run "
+            "cannot continue from, is answered at once (wait_after() returns None: "
+            "answer the count). Is the page's Last-Event-ID header what you give "
+            "wait_after()?",
+            read="live.md#last-event-id",
+        ) from None
     assert answer.status == 200, (
         f"GET {FEED} answered {answer.status} instead of 200: {answer.body[:200]}"
     )
@@ -150,7 +165,7 @@ def test_with_no_news_a_request_waits_then_answers_none(server):
     the wait with no event: it holds no thread meanwhile, then asks again."""
     quiet_room(server)
     seen = first_answer(server).last_id
-    answer = first_answer(server, seen)
+    answer = first_answer(server, seen, waits=True)
     assert answer.events == [], (
         f"Nothing happened, yet a page that had seen {seen} got: {answer.body[:300]}"
     )

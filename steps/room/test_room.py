@@ -8,7 +8,13 @@ which a blocked send gives up on its participant is shortened through the enviro
 
 import pytest
 
-from workshop.harness import a_room_hears, join_raw, online, start_server
+from workshop.harness import (
+    CheckFailure,
+    a_room_hears,
+    join_raw,
+    online,
+    start_server,
+)
 
 SEND_TIMEOUT_SECONDS = (
     "0.3"  # how long a send may block before its participant is gone (5 s)
@@ -38,6 +44,19 @@ def test_a_room_larger_than_any_thread_pool_is_served(server):
         "A `def` handler holds a pool thread for as long as its participant stays; an "
         "`async def` handler waiting in `await ws.arecv(...)` holds none.",
     )
+
+
+@pytest.mark.guide("room.md#async-handler")
+def test_bad_input_still_gets_an_error_back(server):
+    """Bad input still gets its error back: the coroutine sends it through the outbox,
+    never with the blocking ws.send_text."""
+    client = server.connect()
+    try:
+        client.wait_for_system("joined the chat")
+        client.send_text("[1, 2]")
+        client.expect_error(after="a JSON array")
+    finally:
+        server.close_clients()
 
 
 @pytest.mark.guide("room.md#outboxes")
@@ -104,17 +123,21 @@ def test_a_participant_who_stops_reading_cannot_freeze_the_room(server):
             f"The observer heard {len(heard)} of the chatter's {sent} messages, or out "
             "of order."
         )
-        observer.sync()
-        departures = [
-            m
-            for m in observer.received
-            if isinstance(m, dict) and m.get("message") == gone
-        ]
-        assert len(departures) == 1, (
-            f'"{gone}" was announced {len(departures)} times: its handler and its '
-            "outbox both "
-            "end a participant; leave() must let only the first one announce it."
-        )
+        # Now its handler sees the connection end too, and calls leave() a second time.
+        staller.close()
+        try:
+            second = observer.never_hears(
+                lambda m: m.get("message") == gone, f'a second "{gone}"', seconds=1
+            )
+        except AssertionError as problem:
+            raise CheckFailure(str(problem), read="room.md#leave-once") from None
+        if second is not None:
+            raise CheckFailure(
+                f'"{gone}" was announced twice: its outbox and its handler both end a '
+                "participant, and leave() must let only the first one announce it "
+                "(the handler's `finally` calls leave(ws_id), nothing else).",
+                read="room.md#leave-once",
+            )
     finally:
         staller.close()
     assert staller_name not in online(server), (

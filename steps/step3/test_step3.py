@@ -107,7 +107,12 @@ def test_bad_input_gets_an_error_and_the_connection_stays_open(connect, what):
         client.send_bytes(payload)
     else:
         client.send_text(payload)
-    client.expect_error(after=what)
+    client.expect_error(
+        after=what,
+        accepted_if=lambda m: (
+            m.get("username") == name or "is now known as" in str(m.get("message"))
+        ),
+    )
     client.say("after the error")
     client.wait_for_chat(name, "after the error")
 
@@ -124,6 +129,23 @@ def test_a_name_in_use_is_refused_ignoring_case(connect):
     assert "taken" in error["message"].lower() or "use" in error["message"].lower(), (
         f"The error should say the name is taken, but it says {error['message']!r}."
     )
+
+
+@pytest.mark.guide("step3.md#set-name")
+def test_you_may_rename_yourself_in_another_case(connect):
+    """Your own name is yours in any letter case: "Finn3" may become "FINN3"."""
+    client, default = join(connect)
+    client.rename("Finn3")
+    client.wait_for_system(f"{default} is now known as Finn3")
+    client.rename("FINN3")
+    try:
+        client.wait_for_system("Finn3 is now known as FINN3")
+    except AssertionError as problem:
+        raise AssertionError(
+            f"Renaming yourself from Finn3 to FINN3 did not go through: {problem}\n"
+            "Your own name does not count as taken: let rename() decide, it compares "
+            "with the old name first."
+        ) from None
 
 
 @pytest.mark.guide("step3.md#cleanup")

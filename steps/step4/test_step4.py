@@ -1,10 +1,30 @@
 """Step 4 checks: broadcast reaches every participant. Run: pytest steps/step4"""
 
-import threading
+import json
+import time
 
 import pytest
 
-from workshop.harness import join
+from workshop.harness import (
+    call,
+    goes_ahead_while_held,
+    join,
+    need,
+    start_server,
+    together,
+)
+
+# The server's threads switch every microsecond instead of every 5 ms: a loop over the
+# live dict is then interrupted by the others' joins, as in a busy room (a forced race).
+RACE = {"WORKSHOP_SWITCH_INTERVAL": "0.000001"}
+
+
+@pytest.fixture(scope="module")
+def server(app_dir):
+    """The app under test, its threads interleaving often (RACE)."""
+    running = start_server(app_dir, env=RACE)
+    yield running
+    running.stop()
 
 
 def room(connect, size):
@@ -57,42 +77,107 @@ def test_bad_input_reaches_only_the_sender(connect):
     assert not leaked, f"Bob received what only Alice should have: {leaked}"
 
 
-@pytest.mark.guide("step4.md#a-crowd-at-once")
-def test_a_crowd_joining_at_once_all_hear_each_other(connect, server):
-    """40 participants joining at the same moment all get distinct names and all hear a
-    message.
+class Socket:
+    """A stand-in for a participant's socket: it keeps what is sent to it."""
+
+    def __init__(self):
+        self.sent: list[str] = []
+
+    def send_text(self, text: str) -> None:
+        self.sent.append(text)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.guide("step4.md#broadcast")
+def test_broadcast_reads_the_clients_under_clients_lock(chat_module):
+    """broadcast() reads `clients` only under clients_lock: while another thread holds
+    it, broadcast waits, then sends.
+
+    The race made certain: the check holds the lock itself (a handler adding someone)
+    and calls broadcast meanwhile. Caught 100 runs of 100 for the tutorial's loop over
+    the live dict and for a copy taken without the lock (deterministic).
     """
-    crowd, lock, start = [], threading.Lock(), threading.Barrier(40)
+    need(chat_module, "broadcast", "Write `broadcast(payload)`.")
+    socket = Socket()
+    call(chat_module.add_client, 4040, socket, what="add_client(4040, ws)")
+    probe = {"type": "system", "message": "lock probe"}
+    # Where broadcast only publishes, deliver(text) loops (scale.md#publish).
+    deliver = getattr(chat_module, "deliver", None)
+    try:
+        went_ahead = goes_ahead_while_held(
+            chat_module.clients_lock,
+            lambda: (
+                deliver(json.dumps(probe)) if deliver else chat_module.broadcast(probe)
+            ),
+            "deliver(...)" if deliver else "broadcast(...)",
+            effect=lambda: any("lock probe" in text for text in socket.sent),
+        )
+        assert not went_ahead, (
+            "broadcast read `clients` and sent while another thread held clients_lock. "
+            "A handler thread may be adding or removing someone at that very moment: "
+            "Python then stops the loop with `RuntimeError: dictionary changed size "
+            "during iteration`. Copy the sockets under the lock, then send outside it."
+        )
+        waited = call(
+            lambda: _wait_until(
+                lambda: any("lock probe" in text for text in socket.sent)
+            ),
+            what="the probe's message to arrive",
+        )
+        assert waited, "broadcast sent nothing to the one connected client."
+    finally:
+        call(chat_module.remove_client, 4040, what="remove_client(4040)")
 
-    def arrive():
-        start.wait()
-        client = connect()
-        with lock:
-            crowd.append(client)
 
-    arrivals = [threading.Thread(target=arrive) for _ in range(40)]
-    for thread in arrivals:
-        thread.start()
-    for thread in arrivals:
-        thread.join()
-    assert len(crowd) == 40, f"Only {len(crowd)} of 40 participants could connect."
-    for number, client in enumerate(
-        crowd
-    ):  # each learns its own name from its own message
-        client.say(f"roll call {number}")
-    names = [
-        client.wait_for(
-            lambda m, n=n: m.get("message") == f"roll call {n}", f"roll call {n}"
-        )["username"]
-        for n, client in enumerate(crowd)
-    ]
-    assert len(set(names)) == 40, (
-        f"40 participants got only {len(set(names))} distinct names: {sorted(names)}"
+def _wait_until(condition, seconds: float = 2.0):
+    deadline = time.monotonic() + seconds
+    while not (result := condition()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return result
+
+
+@pytest.mark.guide("step4.md#a-crowd-at-once")
+def test_a_crowd_joining_at_once_all_hear_each_other(connect, server, app_dir):
+    """A crowd arriving at the same moment, three times, while the one before leaves:
+    all get distinct names and hear a message, and no handler fails meanwhile.
+
+    Each wave of 30 is released by a barrier as the previous wave leaves, and the
+    server's threads switch every microsecond instead of every 5 ms (RACE), so joins
+    and departures interrupt each other's broadcasts. This check alone caught the
+    tutorial's loop over the live dict in 100 runs of 100, the tutorial's whole
+    broadcast in 99 of 100, and never failed the finished code in 100 runs; with the
+    lock check above, the step catches both in 100 of 100 (python -m workshop.mistakes
+    --repeat 100 step4-live-dict-loop).
+    """
+    size, present, names = 30, [], []
+    for wave in range(3):
+        leaving, arrived = present, []
+
+        def move(number, leaving=leaving, arrived=arrived):
+            if number < size:
+                arrived.append(connect())
+            else:
+                leaving[number - size].close()
+
+        problems = together(
+            size + len(leaving), move, f"wave {wave + 1} of the crowd", app_dir
+        )
+        assert not problems, f"In wave {wave + 1} of the crowd: {problems[0]}"
+        for number, client in enumerate(arrived):  # each learns its name from its own
+            client.say(f"roll call {wave}.{number}")
+        names += [
+            client.wait_for(
+                lambda m, tag=f"roll call {wave}.{n}": m.get("message") == tag,
+                f"roll call {wave}.{n}",
+            )["username"]
+            for n, client in enumerate(arrived)
+        ]
+        present = arrived
+    assert len(set(names)) == len(names), (
+        f"{len(names)} participants got only {len(set(names))} distinct names."
     )
-    crowd[0].say("did everyone get this?")
-    for client in crowd:
-        client.wait_for_chat(names[0], "did everyone get this?")
-    assert "Traceback" not in server.output(), (
-        "The server logged an exception while 40 people joined at once:\n"
-        + server.output_tail(12)
-    )
+    present[0].say("did everyone get this?")
+    for client in present:
+        client.wait_for_chat(names[-size], "did everyone get this?")

@@ -56,7 +56,11 @@ def test_an_idle_tab_answers_pings_and_stays_in_the_room(server, open_tab):
     pongs = [f for f in socket_frames_sent(tab) if f.get("type") == "pong"]
     assert pongs, "The tab stayed, but sent no pong: what keeps it in the room?"
     shown = " ".join(tab.texts())
-    assert "ping" not in shown and "undefined" not in shown, tab.describe()
+    assert "ping" not in shown and "undefined" not in shown, (
+        "The page shows the heartbeat's pings: it should show only chat, system and "
+        "error messages, and ignore any other type (step5.md#errors-and-pings).\n"
+        + tab.describe()
+    )
 
 
 def socket_frames_sent(tab) -> list[dict]:
