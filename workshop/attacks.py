@@ -255,6 +255,22 @@ def unsent_bytes(sock: socket.socket) -> int:
     ]
 
 
+def closed_by_server(sock: socket.socket, data: bytes) -> bool:
+    """Whether the server has sent this WebSocket its close frame (given what was read
+    already), looking at what has arrived without reading it."""
+    try:
+        data += sock.recv(MiB, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        pass
+    except OSError:
+        return True  # reset: closed
+    while found := next_frame(data):
+        opcode, _, data = found
+        if opcode == 0x8:
+            return True
+    return False
+
+
 @contextlib.contextmanager
 def unfinished_messages(server: ChatServer, count: int, size: int):
     """`count` WebSockets from ATTACKER, each sending `size` bytes of one text message in 1 MiB
@@ -262,9 +278,10 @@ def unfinished_messages(server: ChatServer, count: int, size: int):
     server has read everything they sent; closes them all."""
     allow_files(count + 200)
     kept, refused = [], []
+    arrived: dict[socket.socket, bytes] = {}  # what came after each one's handshake
     try:
         for _ in range(count):
-            sock, _ = open_websocket(server)
+            sock, arrived[sock] = open_websocket(server)
             sent = 0
             try:
                 while sent < size:
@@ -280,8 +297,17 @@ def unfinished_messages(server: ChatServer, count: int, size: int):
                 continue
             kept.append(sock)
         # Wait until the server has read what the kept ones sent (what it buffers is then in its RSS).
+        # One the server refused while its fragments were still on the way keeps them unread
+        # for good: it counts as refused, not as one to wait for.
         deadline = time.monotonic() + 3 * WAIT_SECONDS
-        while any(unsent_bytes(sock) for sock in kept) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            unread = [sock for sock in kept if unsent_bytes(sock)]
+            for sock in unread:
+                if closed_by_server(sock, arrived[sock]):
+                    kept.remove(sock)
+                    refused.append(sock)
+            if not any(unsent_bytes(sock) for sock in kept):
+                break
             time.sleep(0.02)
         yield kept
     finally:

@@ -418,7 +418,7 @@ def run_all(
 
 
 def _weight(key: str) -> int:
-    return {"5": 3, "7": 3, "room": 3}.get(key, 1)
+    return {"5": 3, "7": 3, "room": 3, "guard": 3}.get(key, 1)
 
 
 def selected(mistakes: list[Mistake], wanted: list[str]) -> list[Mistake]:
