@@ -1021,7 +1021,9 @@ def join_raw(server: ChatServer, receive_buffer: int | None = None):
         lambda: set(online(server)) - before, "GET /users to list a newcomer"
     )
     # A rename that lands meanwhile is new too: the check must let names settle first.
-    assert len(joined) == 1, f"GET /users shows new names {sorted(joined)}, expected one"
+    assert len(joined) == 1, (
+        f"GET /users shows new names {sorted(joined)}, expected one"
+    )
     return participant, joined.pop()
 
 
