@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from workshop import shipped
+from workshop.mistakes import check_command
 from workshop.progress import junit_outcomes
 from workshop.steps import ROOT
 
@@ -62,17 +63,7 @@ def run_step_checks(
     cwd: Path | None = None,
 ) -> CheckRun:
     report = tmp_path / f"report-{len(list(tmp_path.iterdir()))}.xml"
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        f"--junitxml={report}",
-        f"--app={app_dir}",  # one argument: pytest takes a lone path for a test path
-        *map(str, check_dirs),
-    ]
+    command = check_command([app_dir], check_dirs, report)
     # An app that keeps data (the login chapter's accounts and key) keeps it here, never
     # in the user's own data folder; the checks that need their own set CHAT_DATA.
     data = tmp_path / f"chat-data-{len(list(tmp_path.iterdir()))}"

@@ -189,7 +189,9 @@ class Run:
         return "\n\n".join(self.failures)
 
 
-def _pytest(apps: list[Path], checks: Path, report: Path) -> list[str]:
+def check_command(apps: list[Path], checks: list[Path], report: Path) -> list[str]:
+    """A learner's `pytest steps/X` on each app in turn (`--app` as one argument: pytest
+    takes a lone path for a test path), with a JUnit report."""
     return [
         sys.executable,
         "-m",
@@ -199,7 +201,7 @@ def _pytest(apps: list[Path], checks: Path, report: Path) -> list[str]:
         "no:cacheprovider",
         f"--junitxml={report}",
         *(f"--app={app}" for app in apps),
-        str(checks),
+        *map(str, checks),
     ]
 
 
@@ -218,7 +220,7 @@ def run_batch(
         environment.pop(inherited, None)  # the learner's defaults, not a test run's
     limit = HANG_SECONDS + 20 * len(mistakes)
     process = subprocess.Popen(
-        _pytest(apps, checks / folder, report),
+        check_command(apps, [checks / folder], report),
         cwd=checks.parent,  # the tree the checks come from: a learner's clone
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
