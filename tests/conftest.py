@@ -8,7 +8,6 @@ commit; WORKSHOP_STEPS=working tests the working copy's steps/ instead.
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,18 +87,10 @@ def run_step_checks(
 def guide_site(tmp_path_factory, shipped_tree) -> Path:
     """The guide as shipped (its pages show the starters as handed out), built once with
     `mkdocs build --strict` for every test that reads it."""
+    from test_guide import build_guide  # the one build the guide's own test runs
+
     site = tmp_path_factory.mktemp("guide-site")
-    finished = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
-        cwd=shipped_tree.root,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-        timeout=120,
-    )
-    assert finished.returncode == 0, (
-        f"mkdocs build --strict failed:\n{finished.stdout}\n{finished.stderr}"
-    )
+    build_guide(shipped_tree.root, site)
     return site
 
 

@@ -1,13 +1,12 @@
 """workshop/course.toml is the one list of the steps and chapters: the folders, the guide
 (its navigation and page titles), the commands, `make progress` and the hints follow it."""
 
-import importlib.util
 import re
-import sys
 import tomllib
 
 import pytest
 from mkdocs.config import load_config
+from test_guide import load_hook
 
 from workshop import progress
 from workshop.steps import CHAPTERS, NUMBERED, ROOT, STEPS, finished, keys_text
@@ -17,13 +16,7 @@ KEYS = [step.key for step in STEPS]
 
 def guide_nav() -> list:
     """The guide's navigation as the build sees it: mkdocs.yml's, completed by the hook."""
-    spec = importlib.util.spec_from_file_location(
-        "step_code_hook", ROOT / "docs" / "hooks" / "step_code.py"
-    )
-    assert spec and spec.loader
-    hook = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = hook  # its dataclasses look their module up
-    spec.loader.exec_module(hook)
+    hook = load_hook()
     config = load_config(str(ROOT / "mkdocs.yml"))
     return hook.course_nav(config["nav"])
 

@@ -62,9 +62,11 @@ NUMBERS_IN_THE_PROSE = [
 
 
 def load_hook():
+    """docs/hooks/step_code.py as a module (the other tests' one way to load it)."""
     spec = importlib.util.spec_from_file_location(
         "step_code_hook", ROOT / "docs" / "hooks" / "step_code.py"
     )
+    assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
@@ -72,6 +74,7 @@ def load_hook():
 
 
 def build_guide(project: Path, site: Path) -> None:
+    """`mkdocs build --strict` of the project's guide into site (conftest's guide_site too)."""
     result = subprocess.run(
         [
             sys.executable,
@@ -84,6 +87,7 @@ def build_guide(project: Path, site: Path) -> None:
             "-d",
             str(site),
         ],
+        cwd=project,
         capture_output=True,
         text=True,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},

@@ -5,7 +5,6 @@ Every test works in its own git clone of the workshop, made from this working tr
 """
 
 import contextlib
-import importlib.util
 import os
 import queue
 import re
@@ -13,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import tomllib
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from test_guide import load_hook
 
 from workshop.cli import venv_python
 from workshop.ports import free_port
@@ -81,17 +80,6 @@ def workshop(
     finished = run([str(python), "-m", "workshop", *arguments], clone, env)
     finished.output = finished.stdout + finished.stderr
     return finished
-
-
-def load_guide_hook():
-    spec = importlib.util.spec_from_file_location(
-        "step_code_hook", ROOT / "docs" / "hooks" / "step_code.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -457,7 +445,7 @@ def test_diff_shows_the_same_changes_as_the_guide(clone):
     (clone / "solutions/step1/app.py").write_text("\n".join(finished) + "\n")
     shown = workshop(clone, "diff", "1")
     assert shown.returncode == 0, shown.output
-    hook = load_guide_hook()
+    hook = load_hook()
     rows = hook.diff_rows(yours, finished)
     guide = [
         ("-" if kind == "del" else "+")
