@@ -927,6 +927,20 @@ def need(module, name: str, hint: str):
     return getattr(module, name)
 
 
+class StandInSocket:
+    """A participant's socket for a direct call (add_client(ws_id, ws)): it keeps what is
+    sent to it."""
+
+    def __init__(self):
+        self.sent: list[str] = []
+
+    def send_text(self, text: str) -> None:
+        self.sent.append(text)
+
+    def close(self) -> None:
+        pass
+
+
 class RawParticipant:
     """A bare WebSocket connection that reads only when told to: a participant who stopped
     reading, or whose laptop vanished, or just a cheap member of a big audience."""

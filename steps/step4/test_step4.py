@@ -6,6 +6,7 @@ import time
 import pytest
 
 from workshop.harness import (
+    StandInSocket,
     call,
     goes_ahead_while_held,
     join,
@@ -77,19 +78,6 @@ def test_bad_input_reaches_only_the_sender(connect):
     assert not leaked, f"Bob received what only Alice should have: {leaked}"
 
 
-class Socket:
-    """A stand-in for a participant's socket: it keeps what is sent to it."""
-
-    def __init__(self):
-        self.sent: list[str] = []
-
-    def send_text(self, text: str) -> None:
-        self.sent.append(text)
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.mark.guide("step4.md#broadcast")
 def test_broadcast_reads_the_clients_under_clients_lock(chat_module):
     """broadcast() reads `clients` only under clients_lock: while another thread holds
@@ -100,7 +88,7 @@ def test_broadcast_reads_the_clients_under_clients_lock(chat_module):
     the live dict and for a copy taken without the lock (deterministic).
     """
     need(chat_module, "broadcast", "Write `broadcast(payload)`.")
-    socket = Socket()
+    socket = StandInSocket()
     call(chat_module.add_client, 4040, socket, what="add_client(4040, ws)")
     probe = {"type": "system", "message": "lock probe"}
     # Where broadcast only publishes, deliver(text) loops (scale.md#publish).

@@ -3,6 +3,7 @@
 import pytest
 
 from workshop.harness import (
+    StandInSocket,
     call,
     eventually,
     goes_ahead_while_held,
@@ -10,19 +11,6 @@ from workshop.harness import (
     need,
     reads_of,
 )
-
-
-class Socket:
-    """A stand-in for a participant's socket: it keeps what is sent to it."""
-
-    def __init__(self):
-        self.sent: list[str] = []
-
-    def send_text(self, text: str) -> None:
-        self.sent.append(text)
-
-    def close(self) -> None:
-        pass
 
 
 def users(server) -> dict:
@@ -85,7 +73,7 @@ def test_users_reads_the_clients_under_clients_lock(chat_module):
     (deterministic).
     """
     need(chat_module, "online_users", "Write `online_users(request)` for GET /users.")
-    call(chat_module.add_client, 6060, Socket(), what="add_client(6060, ws)")
+    call(chat_module.add_client, 6060, StandInSocket(), what="add_client(6060, ws)")
     try:
         with reads_of(chat_module, "clients") as clients:
             clients.armed = True  # from here until the lock is free
