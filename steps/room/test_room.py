@@ -6,6 +6,8 @@ Each check starts the app as `python app.py --host 127.0.0.1 --port P`; the time
 which a blocked send gives up on its participant is shortened through the environment.
 """
 
+import inspect
+
 import pytest
 
 from workshop.harness import (
@@ -47,9 +49,14 @@ def test_a_room_larger_than_any_thread_pool_is_served(server):
 
 
 @pytest.mark.guide("room.md#async-handler")
-def test_bad_input_still_gets_an_error_back(server):
+def test_bad_input_still_gets_an_error_back(server, chat_module):
     """Bad input still gets its error back: the coroutine sends it through the outbox,
     never with the blocking ws.send_text."""
+    # A `def` handler may call send_text: only a coroutine can get this wrong.
+    assert inspect.iscoroutinefunction(chat_module.chat_handler), (
+        "chat_handler is still a `def`: make it `async def`, waiting with "
+        "`await ws.arecv(timeout=SILENCE_LIMIT_SECONDS)`."
+    )
     client = server.connect()
     try:
         client.wait_for_system("joined the chat")
