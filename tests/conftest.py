@@ -24,9 +24,37 @@ def pytest_configure(config):
     config.shipped = config._shipped_tree.__enter__()
 
 
+# make test's workers (pytest-xdist): each test goes to the next free one, but these
+# files' tests share a costly fixture (the gate's runs, the guide's build, a clone, a
+# Chromium), so each of these groups runs whole on one worker, made once.
+ONE_WORKER = {
+    "test_mistakes.py": "gate",
+    "test_guide.py": "guide",
+    "test_guide_browser.py": "guide",
+    "test_tools.py": "tools",
+    "test_end_to_end.py": "end-to-end",
+    "test_cockpit.py": "cockpit",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's own `--dist loadgroup` (marks) loses its groups under pytest 9.2
+    (pytest-xdist issue 1386): the same scheduling, its groups named here by file."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0].rpartition("/")[2]
+            return ONE_WORKER.get(file, nodeid)
+
+    return ByGroup(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    # The longest first (the mistakes gate runs for minutes): the rest runs beside it.
-    first = {"test_mistakes.py": 0, "test_tools.py": 1}
+    # The longest first (the mistakes gate runs for minutes, then the step ladder's runs):
+    # the rest fills the gaps beside them.
+    first = {"test_mistakes.py": 0, "test_tools.py": 1, "test_steps.py": 2}
     items.sort(key=lambda item: first.get(item.path.name, 2))  # stable
 
 

@@ -26,10 +26,29 @@ JOBS = 3
 
 
 @pytest.fixture(scope="module")
-def gate(shipped_tree) -> dict[str, mistakes.Run]:
-    """Every mistake and every alternative, a step's together in one pytest."""
-    runs = mistakes.run_all(CATALOGUE + ALTERNATIVES, shipped_tree.steps_dir, jobs=JOBS)
+def gate(shipped_tree, finished) -> dict[str, mistakes.Run]:
+    """Every mistake and every alternative, a step's together in one pytest (with the
+    finished code, whose runs go to `finished`)."""
+    runs = mistakes.run_all(
+        CATALOGUE + ALTERNATIVES, shipped_tree.steps_dir, jobs=JOBS, finished=finished
+    )
     return {run.mistake.id: run for run in runs}
+
+
+@pytest.fixture(scope="module")
+def finished() -> dict[str, mistakes.Run]:
+    """Each step's finished code, run by the gate beside its mistakes (by step key)."""
+    return {}
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
+def test_the_finished_code_passes_its_own_checks(step, gate, finished):
+    """solutions/X passes steps/X's checks (tests/test_steps.py: and the earlier ones)."""
+    run = finished[step.key]
+    assert run.exit_status == 0 and run.seconds > mistakes.STARTUP_SECONDS, (
+        f"solutions/{step.folder} should pass its own checks:\n{run.output[-4000:]}"
+    )
+    assert not run.failures and not run.skipped, run.output[-4000:]
 
 
 @pytest.mark.parametrize("mistake", CATALOGUE, ids=lambda mistake: mistake.id)

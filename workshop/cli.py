@@ -279,8 +279,8 @@ TEST_WORKERS = os.environ.get("WORKSHOP_TEST_WORKERS", "2")
 
 def _in_parallel(passed_on: list[str]) -> list[str]:
     """pytest-xdist's options for `make test`, where it is installed and not told
-    otherwise: each test file runs whole on one worker (its module-wide fixtures, such
-    as the mistakes gate, are then made once)."""
+    otherwise: each test goes to the next free worker, but the files that share a
+    costly fixture (the mistakes gate, the guide) run whole on one (tests/conftest.py)."""
     told = any(
         a.startswith(("-n", "--numprocesses", "--dist")) or a.endswith("no:xdist")
         for a in passed_on
@@ -289,7 +289,7 @@ def _in_parallel(passed_on: list[str]) -> list[str]:
         return []
     if importlib.util.find_spec("xdist") is None:
         return []
-    return ["-n", TEST_WORKERS, "--dist", "loadfile"]
+    return ["-n", TEST_WORKERS, "--dist", "load"]
 
 
 def cmd_progress(args) -> int:

@@ -371,10 +371,12 @@ def run_all(
     per_batch: int = 6,
     env: dict | None = None,
     report=None,
+    finished: dict[str, Run] | None = None,
 ) -> list[Run]:
     """Run the checks on every mistake: a pytest per step (per `per_batch` of its
     mistakes, the first one with the finished code too), `jobs` of them at a time;
-    `report(run)` hears of each mistake once all are judged."""
+    `report(run)` hears of each mistake once all are judged, and `finished`, if given,
+    gets the finished code's run of each step (by key)."""
     batches = []
     for key in dict.fromkeys(m.step.key for m in mistakes):
         of_step = [m for m in mistakes if m.step.key == key]
@@ -405,12 +407,14 @@ def run_all(
             raise
         finally:
             pool.shutdown(wait=True)
-    finished = {r.mistake.step.key: r for r in runs if r.mistake.changes == ()}
+    references = {r.mistake.step.key: r for r in runs if r.mistake.changes == ()}
+    if finished is not None:
+        finished.update(references)
     judged = []
     for result in runs:
         if result.mistake.changes == ():
             continue
-        solution = finished[result.mistake.step.key]
+        solution = references[result.mistake.step.key]
         result.limit = time_limit(solution.seconds, checks / result.mistake.step.folder)
         result.problems = judge(result)
         if solution.failures:

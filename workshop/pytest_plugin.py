@@ -63,6 +63,10 @@ def pytest_generate_tests(metafunc):
 
 def pytest_configure(config):
     config.addinivalue_line(
+        "markers",
+        "crowd: fills the server with hundreds of connections (progress: last)",
+    )
+    config.addinivalue_line(
         "markers", "guide(section): the guide section that explains this check"
     )
     # Each server runs in its own session (so stop() can end its whole group), which a terminal's Ctrl-C does

@@ -11,8 +11,11 @@ once its TODO blocks are removed appears, in order, in the finished file.
 """
 
 import difflib
+import importlib.util
+import io
 import re
 import sys
+import tokenize
 from pathlib import Path
 
 from workshop.steps import STEPS, Step
@@ -160,6 +163,63 @@ def drift(step: Step, starter_dir: Path | None = None) -> list[str]:
     return problems
 
 
+# --- a starter that behaves as the finished code it builds on (tests/test_steps.py) ---
+
+COMMENT_STARTS = ("#", "//", "<!--", "/*")
+
+
+def _code_tokens(text: str) -> list[tuple[int, str]]:
+    """A Python file's tokens without its comments and blank lines: what runs."""
+    skipped = (tokenize.COMMENT, tokenize.NL)
+    readline = io.StringIO(text).readline
+    return [
+        (t.type, t.string)
+        for t in tokenize.generate_tokens(readline)
+        if t.type not in skipped
+    ]
+
+
+def _all_comments(lines: list[str]) -> bool:
+    return all(
+        not line.strip() or line.strip().startswith(COMMENT_STARTS) for line in lines
+    )
+
+
+def behaviour_changes(step: Step, starter_dir: Path | None = None) -> list[str]:
+    """Why the starter may not behave exactly as the finished code it builds on; empty when
+    it cannot differ: its files are that code but for comments (Python: the same tokens;
+    other files: the same text once their all-comment TODO blocks are gone), and each file
+    it adds is one that nothing loads (a module no code names, shadowing no installed
+    one; a page no code names)."""
+    if step.previous is None:
+        return ["the first step builds on nothing"]
+    starter = app_files(starter_dir or step.starter_dir)
+    previous = app_files(step.previous.solution_dir)
+    changes = [f"{name} is missing" for name in sorted(set(previous) - set(starter))]
+    code = "\n".join(path.read_text() for path in previous.values())
+    for name, path in starter.items():
+        text = path.read_text()
+        if name not in previous:
+            module = Path(name).stem if name.endswith(".py") else None
+            if module and (
+                module in sys.stdlib_module_names or importlib.util.find_spec(module)
+            ):
+                changes.append(f"{name} shadows the installed module {module}")
+            elif re.search(rf"\b{re.escape(module or name)}\b", code):
+                changes.append(f"{name} is new, and the code names it")
+        elif name.endswith(".py"):
+            if _code_tokens(text) != _code_tokens(previous[name].read_text()):
+                changes.append(f"{name}: its code is not the same")
+        else:
+            lines = text.splitlines()
+            blocks = [lines[first : last + 1] for _, first, last in todo_blocks(lines)]
+            if not all(_all_comments(block) for block in blocks):
+                changes.append(f"{name}: a TODO block holds more than comments")
+            elif strip_todo_blocks(text) != previous[name].read_text():
+                changes.append(f"{name}: its text is not the same")
+    return changes
+
+
 def main() -> int:
     failures = 0
     for step in STEPS:
@@ -173,9 +233,6 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-COMMENT_STARTS = ("#", "//", "<!--", "/*")
 
 
 def typed_lines(step: Step, starter_dir: Path | None = None) -> dict[str, int]:

@@ -202,6 +202,7 @@ def test_unfinished_messages_from_one_address_cannot_fill_the_memory(fresh):
     )
 
 
+@pytest.mark.crowd
 @pytest.mark.guide("guard.md#per-address")
 def test_idle_websockets_from_one_client_cannot_slow_the_room(fresh):
     """500 silent WebSockets from 127.0.0.2: at most 8 of them join the room, the

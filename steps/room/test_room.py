@@ -37,6 +37,7 @@ def server(app_dir):
     running.stop()
 
 
+@pytest.mark.crowd
 @pytest.mark.guide("room.md#async-handler")
 def test_a_room_larger_than_any_thread_pool_is_served(server):
     """600 participants all join and all hear a message: waiting holds no thread."""
@@ -66,6 +67,7 @@ def test_bad_input_still_gets_an_error_back(server, chat_module):
         server.close_clients()
 
 
+@pytest.mark.crowd
 @pytest.mark.guide("room.md#outboxes")
 def test_a_participant_who_stops_reading_cannot_freeze_the_room(server):
     """Someone stops reading: the others keep chatting, and the staller is disconnected

@@ -101,6 +101,7 @@ def test_one_room_even_when_asked_for_several_processes(servers, how):
     server.close_clients()
 
 
+@pytest.mark.crowd
 @pytest.mark.guide("step7.md#a-whole-room")
 def test_a_room_of_300_all_hear_a_message(server):
     """300 participants (Cello's pool has 64 threads) all join and hear a message."""
