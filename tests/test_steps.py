@@ -16,7 +16,8 @@ import shutil
 import pytest
 
 from workshop.starters import behaviour_changes, drift, typed_lines
-from workshop.steps import STEPS, step
+from workshop.steps import STEPS
+from workshop.steps import step as named_step
 
 # A starter's own checks are expected to time out; a short wait keeps those runs fast, and
 # every one of them runs (a learner's run would give up after the first few).
@@ -119,7 +120,7 @@ def test_a_learner_types_at_most_40_lines(step, shipped_tree):
 def test_a_starter_that_could_behave_otherwise_is_run(tmp_path, shipped_tree):
     """The ladder skips a starter's run only where its code is the previous solution's:
     a changed line, code in a TODO block, or a new file that the code loads, all count."""
-    history = step("history")
+    history = named_step("history")
     starter = tmp_path / "history"
     shutil.copytree(shipped_tree.starter_dir(history), starter)
     assert behaviour_changes(history, starter) == []
