@@ -22,7 +22,7 @@ CATALOGUE = mistakes.load()
 ALTERNATIVES = mistakes.load_alternatives()
 # The batches run side by side: the checks mostly wait for servers and browsers, and
 # each batch also times the finished code, by which a mistake's time is judged.
-JOBS = 3
+JOBS = 4
 
 
 @pytest.fixture(scope="module")

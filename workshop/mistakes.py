@@ -368,7 +368,7 @@ def run_all(
     mistakes: list[Mistake],
     checks: Path,
     jobs: int = 3,
-    per_batch: int = 6,
+    per_batch: int = 8,
     env: dict | None = None,
     report=None,
     finished: dict[str, Run] | None = None,
