@@ -16,7 +16,7 @@ import pytest
 from workshop import shipped
 from workshop.mistakes import check_command
 from workshop.progress import junit_outcomes
-from workshop.steps import ROOT
+from workshop.steps import ROOT, Step
 
 
 def pytest_configure(config):
@@ -48,14 +48,27 @@ def pytest_xdist_make_scheduler(config, log):
             file = nodeid.split("::", 1)[0].rpartition("/")[2]
             return ONE_WORKER.get(file, nodeid)
 
+    config.option.loadscopereorder = False  # in the order below, not by group size
     return ByGroup(config, log)
 
 
+# The longest first, so that the short ones fill the gaps at the end: the gate, the
+# guide's, the tools' (minutes each), then the step ladder's runs, longest lineage first.
+LONGEST_FIRST = ["test_mistakes.py", "test_guide.py", "test_guide_browser.py"]
+LONGEST_FIRST += ["test_tools.py", "test_steps.py"]
+
+
 def pytest_collection_modifyitems(config, items):
-    # The longest first (the mistakes gate runs for minutes, then the step ladder's runs):
-    # the rest fills the gaps beside them.
-    first = {"test_mistakes.py": 0, "test_tools.py": 1, "test_steps.py": 2}
-    items.sort(key=lambda item: first.get(item.path.name, 2))  # stable
+    items.sort(key=_length_rank)  # stable: the rest keeps its order
+
+
+def _length_rank(item) -> tuple[int, int]:
+    name = item.path.name
+    rank = LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    step = params.get("step")
+    runs_checks = isinstance(step, Step) and "checks" in item.name
+    return rank, -len(step.lineage) if runs_checks else 0
 
 
 def pytest_unconfigure(config):
