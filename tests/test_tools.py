@@ -158,7 +158,8 @@ def progress_rows(output: str) -> dict[int, str]:
 
 
 def test_progress_solve_and_reset_on_a_fresh_clone(clone):
-    """Fresh clone: all seven not yet; solve 3: step 3 passes, old step 3 backed up; reset 3: starter back."""
+    """Fresh clone: all not yet; solve 1 and 3: both pass, old step 3 backed up; reset 3:
+    starter back, and the next run reruns step 3 but not step 1, unchanged since passing."""
     started = time.monotonic()
     fresh = make(clone, "progress")
     assert fresh.returncode == 0, fresh.output
@@ -188,21 +189,20 @@ def test_progress_solve_and_reset_on_a_fresh_clone(clone):
     assert (backup / "app.py").read_text() == starter and (
         backup / "test_step3.py"
     ).is_file()
+    assert make(clone, "solve", "1").returncode == 0
 
     started = time.monotonic()
     after_solve = make(clone, "progress")
     rows = progress_rows(after_solve.stdout)
-    assert re.search(r"\b(\d+) of \1\s+passed$", rows[3]), (
-        f"after make solve 3: {rows[3]!r}\n{after_solve.output}"
-    )
-    assert all(rows[number].endswith("not yet") for number in (1, 2, 4, 5, 6, 7)), (
+    for number in (1, 3):
+        assert re.search(r"\b(\d+) of \1\s+passed$", rows[number]), (
+            f"after make solve {number}: {rows[number]!r}\n{after_solve.output}"
+        )
+    assert all(rows[number].endswith("not yet") for number in (2, 4, 5, 6, 7)), (
         after_solve.output
     )
     assert "not rerun" not in after_solve.stdout, after_solve.output
-    print(f"progress with step 3 solved: {time.monotonic() - started:.1f} s")
-    again = make(clone, "progress")
-    assert progress_rows(again.stdout)[3] == rows[3], again.output
-    assert "(not rerun: step 3, unchanged since passing;" in again.stdout, again.output
+    print(f"progress with steps 1 and 3 solved: {time.monotonic() - started:.1f} s")
 
     reset = make(clone, "reset", "3")
     assert reset.returncode == 0, reset.output
@@ -220,8 +220,13 @@ def test_progress_solve_and_reset_on_a_fresh_clone(clone):
         clone / "solutions/step3/app.py"
     ).read_text()
     after_reset = make(clone, "progress")
-    assert progress_rows(after_reset.stdout)[3].endswith("not yet"), (
+    again = progress_rows(after_reset.stdout)
+    assert again[3].endswith("not yet"), (
         f"a changed step runs again:\n{after_reset.output}"
+    )
+    assert again[1] == rows[1], after_reset.output
+    assert "(not rerun: step 1, unchanged since passing;" in after_reset.stdout, (
+        after_reset.output
     )
     assert ignored_by_git(clone), run(["git", "status", "--porcelain"], clone).stdout
 
