@@ -228,6 +228,7 @@ def test_progress_solve_and_reset_on_a_fresh_clone(clone):
     assert "(not rerun: step 1, unchanged since passing;" in after_reset.stdout, (
         after_reset.output
     )
+    assert make(clone, "reset", "1").returncode == 0
     assert ignored_by_git(clone), run(["git", "status", "--porcelain"], clone).stdout
 
 
