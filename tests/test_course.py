@@ -64,6 +64,14 @@ def test_the_guide_lists_the_steps_and_chapters_in_course_order():
     ]
 
 
+def test_the_home_pages_table_has_a_row_for_each_step_in_order():
+    """docs/index.md's table of steps: every step and chapter, in course order."""
+    index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    table = index.split("## The steps", 1)[1].split("\n\n", 2)[1]
+    linked = re.findall(r"^\| \[[^\]]+\]\(([a-z0-9]+)\.md\)", table, re.MULTILINE)
+    assert linked == [step.folder for step in STEPS], linked
+
+
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
 def test_each_guide_page_carries_the_courses_title(step):
     heading = (ROOT / step.guide_page).read_text(encoding="utf-8").splitlines()[0]
