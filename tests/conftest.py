@@ -53,9 +53,10 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 # The longest first, so that the short ones fill the gaps at the end: the gate, the
-# guide's, the tools' (minutes each), then the step ladder's runs, longest lineage first.
-LONGEST_FIRST = ["test_mistakes.py", "test_guide.py", "test_guide_browser.py"]
-LONGEST_FIRST += ["test_tools.py", "test_steps.py"]
+# tools', the guide's (minutes each), the cockpit's, then the step ladder's runs, the
+# longest lineage first.
+LONGEST_FIRST = ["test_mistakes.py", "test_tools.py", "test_guide.py"]
+LONGEST_FIRST += ["test_guide_browser.py", "test_cockpit.py", "test_steps.py"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -272,9 +272,10 @@ def cmd_test(args) -> int:
     return _pytest(["tests", *_in_parallel(args.passed_on), *args.passed_on])
 
 
-# The repository's tests mostly wait for servers and browsers: two pytest workers
-# (pytest-xdist, in requirements-dev.txt) halve the wait. WORKSHOP_TEST_WORKERS=0: one.
-TEST_WORKERS = os.environ.get("WORKSHOP_TEST_WORKERS", "2")
+# The repository's tests often wait for servers and browsers: three pytest workers
+# (pytest-xdist, in requirements-dev.txt) keep two CPUs busier than two workers do
+# (docs/performance.md#make-test). WORKSHOP_TEST_WORKERS=0: one.
+TEST_WORKERS = os.environ.get("WORKSHOP_TEST_WORKERS", "3")
 
 
 def _in_parallel(passed_on: list[str]) -> list[str]:
