@@ -274,14 +274,17 @@ def closed_by_server(sock: socket.socket, data: bytes) -> bool:
 @contextlib.contextmanager
 def unfinished_messages(server: ChatServer, count: int, size: int):
     """`count` WebSockets from ATTACKER, each sending `size` bytes of one text message in 1 MiB
-    fragments and never its last fragment. Yields the sockets the server kept open, once the
-    server has read everything they sent; closes them all."""
+    fragments and never its last fragment. Yields the sockets the server kept open (not those
+    it refused, even at the handshake), once it has read all they sent; closes them all."""
     allow_files(count + 200)
     kept, refused = [], []
     arrived: dict[socket.socket, bytes] = {}  # what came after each one's handshake
     try:
         for _ in range(count):
-            sock, arrived[sock] = open_websocket(server)
+            try:
+                sock, arrived[sock] = open_websocket(server)
+            except ConnectionError:  # refused at the door (a reset, a closed handshake)
+                continue  # the server holds nothing of it
             sent = 0
             try:
                 while sent < size:
