@@ -179,10 +179,9 @@ def _code_tokens(text: str) -> list[tuple[int, str]]:
     ]
 
 
-def _all_comments(lines: list[str]) -> bool:
-    return all(
-        not line.strip() or line.strip().startswith(COMMENT_STARTS) for line in lines
-    )
+def is_code(line: str) -> bool:
+    """Neither blank nor a comment line (Python, JavaScript, HTML or CSS)."""
+    return bool(line.strip()) and not line.strip().startswith(COMMENT_STARTS)
 
 
 def behaviour_changes(step: Step, starter_dir: Path | None = None) -> list[str]:
@@ -213,7 +212,7 @@ def behaviour_changes(step: Step, starter_dir: Path | None = None) -> list[str]:
         else:
             lines = text.splitlines()
             blocks = [lines[first : last + 1] for _, first, last in todo_blocks(lines)]
-            if not all(_all_comments(block) for block in blocks):
+            if any(is_code(line) for block in blocks for line in block):
                 changes.append(f"{name}: a TODO block holds more than comments")
             elif strip_todo_blocks(text) != previous[name].read_text():
                 changes.append(f"{name}: its text is not the same")
@@ -253,9 +252,5 @@ def typed_lines(step: Step, starter_dir: Path | None = None) -> dict[str, int]:
             if tag in ("replace", "insert")
             for line in new[first:last]
         ]
-        counts[name] = sum(
-            1
-            for line in added
-            if line.strip() and not line.strip().startswith(COMMENT_STARTS)
-        )
+        counts[name] = sum(1 for line in added if is_code(line))
     return counts
