@@ -26,6 +26,9 @@ WIDE = {"width": 1920, "height": 1080}
 PHONE = {"width": 390, "height": 844}
 HEADING_CODE = re.compile(r'^#{2,3} .*data-code="([^"]*)"', re.MULTILINE)
 SHOWN = (".py", ".html", ".js", ".css")
+# Static pages, so a wait only ends early on a loaded machine: make test runs this file
+# beside the mistakes gate, and the 718 KB guard page once took over 10 s to load there.
+GUIDE_WAIT_MS = 30_000
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -54,6 +57,7 @@ def open_page(guide, new_browser_context):
         context = new_browser_context(
             viewport=viewport, reduced_motion="reduce", **options
         )
+        context.set_default_timeout(GUIDE_WAIT_MS)
         tab = context.new_page()
         errors: list[str] = []
         tab.on("pageerror", lambda error: errors.append(str(error)))
@@ -150,7 +154,9 @@ def test_the_code_follows_the_reader(open_page, step):
         for section in tied:
             bring_to_reading_line(tab, section["id"])
             try:
-                tab.wait_for_function(FOCUS_IN_VIEW, arg=section["id"], timeout=5000)
+                tab.wait_for_function(
+                    FOCUS_IN_VIEW, arg=section["id"], timeout=GUIDE_WAIT_MS
+                )
             except PlaywrightTimeout:
                 raise AssertionError(
                     f"{step.guide_page}#{section['id']} ({view}): the panel never "
@@ -180,7 +186,7 @@ def test_the_code_follows_the_reader(open_page, step):
     tab.wait_for_function(
         "name => document.querySelector('.guide-code').dataset.showing === name",
         arg=name,
-        timeout=5000,
+        timeout=GUIDE_WAIT_MS,
     )
     assert definition(name).search(marked_text(tab)), (
         f"{step.guide_page}: clicking `{name}` marks other code"
