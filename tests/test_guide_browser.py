@@ -26,8 +26,8 @@ WIDE = {"width": 1920, "height": 1080}
 PHONE = {"width": 390, "height": 844}
 HEADING_CODE = re.compile(r'^#{2,3} .*data-code="([^"]*)"', re.MULTILINE)
 SHOWN = (".py", ".html", ".js", ".css")
-# Static pages, so a wait only ends early on a loaded machine: make test runs this file
-# beside the mistakes gate, and the 718 KB guard page once took over 10 s to load there.
+# Every wait on the guide's static pages (a long one costs a passing run nothing): make
+# test runs this file beside the mistakes gate, where the 718 KB guard page took 10 s.
 GUIDE_WAIT_MS = 30_000
 
 
@@ -154,9 +154,7 @@ def test_the_code_follows_the_reader(open_page, step):
         for section in tied:
             bring_to_reading_line(tab, section["id"])
             try:
-                tab.wait_for_function(
-                    FOCUS_IN_VIEW, arg=section["id"], timeout=GUIDE_WAIT_MS
-                )
+                tab.wait_for_function(FOCUS_IN_VIEW, arg=section["id"])
             except PlaywrightTimeout:
                 raise AssertionError(
                     f"{step.guide_page}#{section['id']} ({view}): the panel never "
@@ -186,7 +184,6 @@ def test_the_code_follows_the_reader(open_page, step):
     tab.wait_for_function(
         "name => document.querySelector('.guide-code').dataset.showing === name",
         arg=name,
-        timeout=GUIDE_WAIT_MS,
     )
     assert definition(name).search(marked_text(tab)), (
         f"{step.guide_page}: clicking `{name}` marks other code"
