@@ -8,7 +8,8 @@ fixture (the step checks get theirs from workshop/pytest_plugin.py). Then:
         alice.say("hi")                          # types it and presses Enter
         bob.wait_for_line("hi")
 
-One browser per test file (starting Chromium is the slow part), a fresh browser context per test (its own
+One browser per pytest run (starting Playwright and Chromium costs about a CPU-second, and a
+chapter's run holds several files of browser checks), a fresh browser context per test (its own
 tabs, cookies and storage), so tests never see each other's pages.
 
 Without a browser the checks skip, with one line saying how to get one. Under CI (CI=true) that is a
@@ -64,9 +65,9 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
-    """A headless Chromium for this test file."""
+    """A headless Chromium for this pytest run."""
     if sync_playwright is None:
         _unavailable(
             "Playwright is not installed: run `make setup` (it installs requirements.txt)."
