@@ -12,6 +12,9 @@ Fast enough to run after every edit:
   workshop/progress_plugin.py runs those checks only once the step's other checks pass.
 - A step that passed is not rerun while nothing it depends on has changed (its folder, the workshop's
   code, the pins, the Python): its result is kept in .workshop-state/progress.json.
+- A step still exactly as handed out (git says so) is not run either: every starter fails every one
+  of its own checks (tests/test_steps.py proves it), so its row is known; only its checks are
+  counted, all steps in one `pytest --collect-only`. `--fresh` runs them too.
 """
 
 import argparse
@@ -30,6 +33,8 @@ from pathlib import Path
 import psutil
 
 from workshop import processes, share
+from workshop.restore import RestoreError, pristine_commit
+from workshop.shipped import edited_files, edited_workshop
 from workshop.share import SHARE_LATER
 from workshop.starters import folder_files
 from workshop.steps import NUMBERED, ROOT, STEPS, Step
@@ -56,6 +61,7 @@ class CheckResults:
     skipped: int = 0  # browser checks not run yet, or not runnable here (no Chromium)
     problem: str = ""  # set when pytest could not run the checks at all
     from_earlier_run: bool = False  # passed before, and nothing has changed since
+    as_handed_out: bool = False  # an untouched starter: counted, not run (see the docstring)
     # Each check's outcome by name, for make share (workshop/share.py).
     outcomes: dict[str, str] = field(default_factory=dict)
 
@@ -246,6 +252,63 @@ def keep_passes(results: list[CheckResults], fingerprints: dict[str, str]) -> No
     os.replace(partial, STATE_FILE)
 
 
+def untouched_starters() -> list[Step]:
+    """The steps whose folder is the starter as handed out (git's pristine commit), while
+    the workshop's own code is too; none where git cannot tell."""
+    try:
+        commit, _ = pristine_commit()
+        if edited_workshop(commit):
+            return []
+        edited = edited_files(commit)
+    except (RestoreError, subprocess.CalledProcessError, OSError):
+        return []
+    return [
+        step
+        for step in STEPS
+        if step.starter_dir.is_dir()
+        and not any(name.startswith(f"steps/{step.folder}/") for name in edited)
+    ]
+
+
+def counted_not_run(steps: list[Step]) -> dict[str, CheckResults]:
+    """Each untouched starter's row without running its checks: all of them, counted in
+    one `pytest --collect-only`, fail. A step whose checks cannot be collected is left out
+    (it runs, and its row says what went wrong)."""
+    if not steps:
+        return {}
+    listed = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-p", "no:cacheprovider"),
+            *("-p", "workshop.progress_plugin", "-q", "--collect-only"),
+            *(str(step.starter_dir.relative_to(ROOT)) for step in steps),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=checks_environment(),
+        timeout=STEP_TIMEOUT_SECONDS,
+    )
+    if listed.returncode != 0:
+        return {}
+    results = {}
+    for step in steps:
+        prefix = f"{step.starter_dir.relative_to(ROOT).as_posix()}/"
+        checks = [
+            line.rpartition("::")[2]
+            for line in listed.stdout.splitlines()
+            if line.startswith(prefix) and "::" in line
+        ]
+        if checks:
+            results[step.key] = CheckResults(
+                step,
+                total=len(checks),
+                failed=checks,
+                outcomes=dict.fromkeys(checks, "failed"),
+                as_handed_out=True,
+            )
+    return results
+
+
 def step_results(step: Step, fingerprints: dict[str, str], kept: dict) -> CheckResults:
     earlier = kept.get(step.key)
     if earlier and earlier["fingerprint"] == fingerprints[step.key]:
@@ -323,10 +386,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     fingerprints = {step.key: fingerprint(step) for step in STEPS}
     kept = {} if args.fresh else kept_passes()
+    known = {} if args.fresh else counted_not_run(untouched_starters())
     try:
         with ThreadPoolExecutor(max_workers=len(STEPS)) as pool:
             results = list(
-                pool.map(lambda step: step_results(step, fingerprints, kept), STEPS)
+                pool.map(
+                    lambda step: known.get(step.key)
+                    or step_results(step, fingerprints, kept),
+                    STEPS,
+                )
             )
     except KeyboardInterrupt:
         # The checks had the Ctrl-C too (same terminal), and the pool has waited for them to stop.
@@ -347,6 +415,12 @@ def main(argv: list[str] | None = None) -> int:
     shared = share.send(share.outcomes_of_progress(results))
     if shared:
         print(shared)
+    untouched = [result.step.key for result in results if result.as_handed_out]
+    if untouched:
+        print(
+            f"(not run: step {', '.join(untouched)}, as handed out, so every check fails "
+            "until you start; `make check N` runs one)"
+        )
     unchanged = [result.step.key for result in results if result.from_earlier_run]
     if unchanged:
         print(

@@ -73,6 +73,12 @@ def edited_files(commit: str) -> set[str]:
     return set(_names(changed) + _names(new))
 
 
+def edited_workshop(commit: str) -> bool:
+    """The workshop's own code (what every step's checks run on) differs from commit."""
+    names = ("workshop/", "conftest.py", "pytest.ini", "requirements.txt")
+    return bool(_git("diff", "--name-only", commit, "--", *names).strip())
+
+
 def build(commit: str, destination: Path) -> None:
     """The working tree's files (as git sees them: ignored ones aside) in destination, with
     steps/ as it is at commit."""
