@@ -158,8 +158,9 @@ def progress_rows(output: str) -> dict[int, str]:
 
 
 def test_progress_solve_and_reset_on_a_fresh_clone(clone):
-    """Fresh clone: all not yet; solve 1 and 3: both pass, old step 3 backed up; reset 3:
-    starter back, and the next run reruns step 3 but not step 1, unchanged since passing."""
+    """Fresh clone: all not yet, counted but not run (as handed out); solve 1 and 3: both
+    run and pass, old step 3 backed up; reset 3: starter back, so counted and not run
+    again, and step 1 is not rerun, unchanged since passing."""
     started = time.monotonic()
     fresh = make(clone, "progress")
     assert fresh.returncode == 0, fresh.output
@@ -170,6 +171,8 @@ def test_progress_solve_and_reset_on_a_fresh_clone(clone):
             f"step {number} of a fresh clone: {row!r}\n{fresh.output}"
         )
     assert "Next: step 1," in fresh.stdout
+    every = ", ".join(step.key for step in STEPS)
+    assert f"(not run: step {every}, as handed out," in fresh.stdout, fresh.output
     print(f"progress on the untouched starters: {time.monotonic() - started:.1f} s")
 
     starter = (clone / "steps/step3/app.py").read_text()
@@ -202,6 +205,10 @@ def test_progress_solve_and_reset_on_a_fresh_clone(clone):
         after_solve.output
     )
     assert "not rerun" not in after_solve.stdout, after_solve.output
+    others = ", ".join(step.key for step in STEPS if step.key not in ("1", "3"))
+    assert f"(not run: step {others}, as handed out," in after_solve.stdout, (
+        after_solve.output
+    )
     print(f"progress with steps 1 and 3 solved: {time.monotonic() - started:.1f} s")
 
     reset = make(clone, "reset", "3")
@@ -228,6 +235,7 @@ def test_progress_solve_and_reset_on_a_fresh_clone(clone):
     assert "(not rerun: step 1, unchanged since passing;" in after_reset.stdout, (
         after_reset.output
     )
+    assert "(not run: step 2, 3, 4," in after_reset.stdout, after_reset.output
     assert make(clone, "reset", "1").returncode == 0
     assert ignored_by_git(clone), run(["git", "status", "--porcelain"], clone).stdout
 
@@ -244,6 +252,7 @@ def test_progress_reports_a_step_whose_checks_hang_and_stops_them(clone):
         "not yet: the checks did not finish within 5 s; `make check 2` shows which hangs"
     ), row
     assert len(progress_rows(progress.stdout)) == 7, progress.output
+    assert "(not run: step 1, 3, 4," in progress.stdout, "only step 2 was edited"
     left = processes_running_in(clone)
     for pid in left:  # this test's own leftovers: stop them, then fail
         with contextlib.suppress(ProcessLookupError):

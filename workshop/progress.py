@@ -34,8 +34,8 @@ import psutil
 
 from workshop import processes, share
 from workshop.restore import RestoreError, pristine_commit
-from workshop.shipped import edited_files, edited_workshop
 from workshop.share import SHARE_LATER
+from workshop.shipped import edited_files, edited_workshop
 from workshop.starters import folder_files
 from workshop.steps import NUMBERED, ROOT, STEPS, Step
 
@@ -61,7 +61,9 @@ class CheckResults:
     skipped: int = 0  # browser checks not run yet, or not runnable here (no Chromium)
     problem: str = ""  # set when pytest could not run the checks at all
     from_earlier_run: bool = False  # passed before, and nothing has changed since
-    as_handed_out: bool = False  # an untouched starter: counted, not run (see the docstring)
+    as_handed_out: bool = (
+        False  # an untouched starter: counted, not run (see the docstring)
+    )
     # Each check's outcome by name, for make share (workshop/share.py).
     outcomes: dict[str, str] = field(default_factory=dict)
 
@@ -391,8 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         with ThreadPoolExecutor(max_workers=len(STEPS)) as pool:
             results = list(
                 pool.map(
-                    lambda step: known.get(step.key)
-                    or step_results(step, fingerprints, kept),
+                    lambda step: (
+                        known.get(step.key) or step_results(step, fingerprints, kept)
+                    ),
                     STEPS,
                 )
             )
