@@ -363,12 +363,19 @@ def start_server(
 
 
 def stop_servers(servers: list[ChatServer]) -> None:
-    """Stop several servers at once: Ctrl-C to all of them first, then wait for each."""
+    """Stop several servers at once: Ctrl-C to all of them, STOP_SECONDS for them all
+    (not each in turn), then a kill for those still running."""
     for server in servers:
         server.close_clients()
         if server.process.poll() is None:
             processes.interrupt(processes.with_descendants(server.process.pid))
+    deadline = time.monotonic() + STOP_SECONDS
     for server in servers:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for server in servers:
+        if server.process.poll() is None:
+            processes.stop(server.process, grace=0.1)  # it had its Ctrl-C already
         server.stop()
 
 

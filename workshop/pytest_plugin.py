@@ -195,6 +195,19 @@ def pytest_runtest_call(item):
     return result
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """With several apps (--app A --app B), one app's servers stop within its own checks,
+    not in the next app's first setup: the mistakes gate times each app by its checks."""
+    result = yield
+    graded = getattr(getattr(item, "callspec", None), "params", {})
+    following = getattr(getattr(nextitem, "callspec", None), "params", {})
+    if "app_dir" in graded and following.get("app_dir") != graded["app_dir"]:
+        for fixturedef in item._fixtureinfo.name2fixturedefs.get("app_dir", ()):
+            fixturedef.finish(item._request)  # its dependents (servers) finish first
+    return result
+
+
 def _servers_of(item) -> list[ChatServer]:
     """The servers this check used: its fixtures', and the ones it started itself."""
     fixtures = {id(v): v for v in item.funcargs.values() if isinstance(v, ChatServer)}

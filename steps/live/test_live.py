@@ -27,12 +27,12 @@ from workshop.harness import (
 from workshop.sse_client import EventSource, ask
 
 FEED = "/live/events"
-FEED_WAIT_SECONDS = 4
+FEED_WAIT_SECONDS = 2.5
 
 
 @pytest.fixture(scope="module")
 def server(app_dir):
-    """The app as `python app.py --port P`, answering "no news" after 4 s."""
+    """The app as `python app.py --port P`, answering "no news" after 2.5 s."""
     env = {"CHAT_EVENTS_WAIT_SECONDS": str(FEED_WAIT_SECONDS)}
     running = start_server(app_dir, env=env, direct=True)
     yield running

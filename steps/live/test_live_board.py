@@ -17,7 +17,7 @@ from workshop.sse_client import ask, no_retry
 # The browser fixtures: browser_context (see workshop/browser.py).
 pytest_plugins = ["workshop.browser"]
 
-FEED_WAIT_SECONDS = 2  # short: the page reconnects often while the check runs
+FEED_WAIT_SECONDS = 1.5  # short: the page reconnects often while the check runs
 
 # Before the page's own script: every event its EventSource dispatches, in order.
 RECORD_EVENTS = """
@@ -36,7 +36,7 @@ window.EventSource = function (url, options) {
 
 @pytest.fixture(scope="module")
 def server(app_dir):
-    """The app as `python app.py --port P`, answering "no news" after 2 s."""
+    """The app as `python app.py --port P`, answering "no news" after 1.5 s."""
     env = {"CHAT_EVENTS_WAIT_SECONDS": str(FEED_WAIT_SECONDS)}
     running = start_server(app_dir, env=env, direct=True)
     yield running

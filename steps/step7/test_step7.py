@@ -35,6 +35,8 @@ SEVERAL_PROCESSES = {
     "workers": (["--workers", "2"], {}),
     "CELLO_ENV": ([], {"CELLO_ENV": "production"}),
 }
+# The finished code stops in a tenth of a second: a learner waits no longer than this.
+CTRL_C_SECONDS = 3
 # Joined at once: the chance that they all land in one of two processes is 1 in 16,000.
 SPLIT_ROOM_PROBE = 16
 
@@ -244,10 +246,10 @@ def test_ctrl_c_stops_python_app_py(server):
     """Ctrl-C stops `python app.py` within a few seconds, heartbeat and all."""
     os.killpg(server.process.pid, signal.SIGINT)
     try:
-        server.process.wait(timeout=WAIT_SECONDS)
+        server.process.wait(timeout=CTRL_C_SECONDS)
     except subprocess.TimeoutExpired:
         raise AssertionError(
-            f"`python app.py` still runs {WAIT_SECONDS:g} s after Ctrl-C. Python waits "
+            f"`python app.py` still runs {CTRL_C_SECONDS:g} s after Ctrl-C. Python waits "
             "for every thread that is not a daemon before it exits, and the heartbeat "
             "loops forever: start it with threading.Thread(..., daemon=True)."
         ) from None
