@@ -46,6 +46,8 @@ STATE_FILE = ROOT / ".workshop-state" / "progress.json"
 # A step's checks that take longer than this hang (the slowest step takes about 20 s on a busy laptop):
 # the table must still appear, with that step marked.
 STEP_TIMEOUT_SECONDS = float(os.environ.get("PROGRESS_STEP_TIMEOUT_SECONDS", "120"))
+# Counting the untouched starters' checks takes a second or two; a busy machine, more.
+COUNT_TIMEOUT_SECONDS = 60
 # Set in the environment of each run of the checks, and so inherited by every server the checks start.
 RUN_MARKER = "WORKSHOP_CHECKS_RUN"
 
@@ -278,18 +280,21 @@ def counted_not_run(steps: list[Step]) -> dict[str, CheckResults]:
     (it runs, and its row says what went wrong)."""
     if not steps:
         return {}
-    listed = subprocess.run(
-        [
-            *(sys.executable, "-m", "pytest", "-p", "no:cacheprovider"),
-            *("-p", "workshop.progress_plugin", "-q", "--collect-only"),
-            *(str(step.starter_dir.relative_to(ROOT)) for step in steps),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=checks_environment(),
-        timeout=STEP_TIMEOUT_SECONDS,
-    )
+    try:
+        listed = subprocess.run(
+            [
+                *(sys.executable, "-m", "pytest", "-p", "no:cacheprovider"),
+                *("-p", "workshop.progress_plugin", "-q", "--collect-only"),
+                *(str(step.starter_dir.relative_to(ROOT)) for step in steps),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=checks_environment(),
+            timeout=COUNT_TIMEOUT_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        return {}  # then they run, each with its own deadline
     if listed.returncode != 0:
         return {}
     results = {}

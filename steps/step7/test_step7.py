@@ -249,7 +249,7 @@ def test_ctrl_c_stops_python_app_py(server):
         server.process.wait(timeout=CTRL_C_SECONDS)
     except subprocess.TimeoutExpired:
         raise AssertionError(
-            f"`python app.py` still runs {CTRL_C_SECONDS:g} s after Ctrl-C. Python waits "
-            "for every thread that is not a daemon before it exits, and the heartbeat "
-            "loops forever: start it with threading.Thread(..., daemon=True)."
+            f"`python app.py` still runs {CTRL_C_SECONDS:g} s after Ctrl-C. Python "
+            "waits for every thread that is not a daemon before it exits, and the "
+            "heartbeat loops forever: start it with threading.Thread(..., daemon=True)."
         ) from None
