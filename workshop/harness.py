@@ -1048,8 +1048,11 @@ def join_raw(server: ChatServer, receive_buffer: int | None = None):
     return participant, joined.pop()
 
 
-def a_room_hears(server: ChatServer, size: int, why: str) -> None:
-    """`size` participants join; the last one speaks, and every one of them must hear it."""
+def a_room_hears(
+    server: ChatServer, size: int, why: str, nobody: CheckFailure | None = None
+) -> None:
+    """`size` participants join; the last one speaks, and every one of them must hear it.
+    `nobody`: the failure when all joined and not one heard it (delivery, not threads)."""
     allow_open_sockets(size)
     room = []
     try:
@@ -1069,6 +1072,8 @@ def a_room_hears(server: ChatServer, size: int, why: str) -> None:
             for number, member in enumerate(room, 1)
             if not member.heard("can the back row hear me?", deadline)
         ]
+        if nobody is not None and len(deaf) == size:
+            raise nobody
         assert not deaf, (
             f"{len(deaf)} of {size} participants never heard the message "
             f"(the first: number {deaf[0]}). {why}"

@@ -8,8 +8,8 @@ Fast enough to run after every edit:
   most of a check's time is spent waiting for a server, not computing.
 - A failing check usually fails by waiting in vain for a message, so these runs wait a short time
   (PROGRESS_WAIT_SECONDS) for each event; `make check N` grades one step with the patient default. A step
-  with browser checks keeps the default wait (a browser on a busy laptop needs it), and
-  workshop/progress_plugin.py runs those checks only once the step's other checks pass.
+  with browser checks keeps the default wait (a browser on a busy laptop needs it); those checks run
+  only once the step's other checks pass (workshop/pytest_plugin.py).
 - A step that passed is not rerun while nothing it depends on has changed (its folder, the workshop's
   code, the pins, the Python): its result is kept in .workshop-state/progress.json.
 - A step still exactly as handed out (git says so) is not run either: every starter fails every one
@@ -91,8 +91,6 @@ def pytest_command(step: Step, report: Path, extra: tuple[str, ...] = ()) -> lis
         "pytest",
         "-p",
         "no:cacheprovider",
-        "-p",
-        "workshop.progress_plugin",
         f"--junitxml={report}",
         *extra,
         str(step.starter_dir.relative_to(ROOT)),
@@ -284,7 +282,7 @@ def counted_not_run(steps: list[Step]) -> dict[str, CheckResults]:
         listed = subprocess.run(
             [
                 *(sys.executable, "-m", "pytest", "-p", "no:cacheprovider"),
-                *("-p", "workshop.progress_plugin", "-q", "--collect-only"),
+                *("-q", "--collect-only"),
                 *(str(step.starter_dir.relative_to(ROOT)) for step in steps),
             ],
             cwd=ROOT,

@@ -11,6 +11,11 @@ Three more promises, kept here for every check:
 - A run stops waiting for nothing: once its checks have waited CHECK_GIVE_UP_SECONDS in all for
   events that never came, the checks left are skipped, saying why (the rest would wait too).
 - Importing app.py, and every call into it, has a deadline (workshop/harness.py).
+- The slow checks wait their turn: a browser's (a Chromium, tabs) and a crowd's
+  (`@pytest.mark.crowd`, hundreds of connections) run only while the app's checks before them
+  pass; after a failure they would only spend seconds failing too, so they are skipped, saying why
+  (CHECK_GIVE_UP_SECONDS=never runs them all, as the repository's own tests do). The page's
+  checks sit in test_*_page.py, after the others.
 """
 
 import importlib.util
@@ -154,17 +159,37 @@ def import_error(problem: Exception, app_dir: Path) -> str:
     return f"{type(problem).__name__}: {problem}{place}"
 
 
+# --- the slow checks wait their turn -----------------------------------------------------------
+
+NOT_RUN_YET = (
+    "not run yet: the browser and crowd checks run once the checks before them pass "
+    "(they would only fail too). Fix the failures above first."
+)
+
+
+def goes_last(item) -> bool:
+    uses_browser = "browser" in getattr(item, "fixturenames", ())
+    return uses_browser or item.get_closest_marker("crowd") is not None
+
+
+def _app_of(item) -> object:
+    return getattr(getattr(item, "callspec", None), "params", {}).get("app_dir")
+
+
 # --- each check: the server's errors fail it, and a run that only waits gives up -----------------
 
 
 _graded = [None]  # the app the last check graded (several with --app A --app B)
+_failed_apps: set = set()  # the apps with a failed check so far
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     if not is_step_check(item) or GIVE_UP.lower() in ("", "0", "none", "never"):
         return
-    app = getattr(getattr(item, "callspec", None), "params", {}).get("app_dir")
+    app = _app_of(item)
+    if goes_last(item) and app in _failed_apps:
+        pytest.skip(NOT_RUN_YET)
     if app != _graded[0]:  # each app has its own patience
         _graded[0] = app
         waited_in_vain[0] = 0.0
@@ -218,6 +243,8 @@ def _servers_of(item) -> list[ChatServer]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
+    if report.failed and is_step_check(item):
+        _failed_apps.add(_app_of(item))
     if (
         report.failed
         and call.excinfo is not None

@@ -46,6 +46,12 @@ def test_a_room_larger_than_any_thread_pool_is_served(server):
         ROOM,
         "A `def` handler holds a pool thread for as long as its participant stays; an "
         "`async def` handler waiting in `await ws.arecv(...)` holds none.",
+        nobody=CheckFailure(
+            f"All {ROOM} participants joined, but not one heard the message, not even "
+            "its sender: everything goes out through each participant's outbox, so "
+            "add_client must keep it in `outboxes`.",
+            read="room.md#outboxes",
+        ),
     )
 
 
