@@ -179,7 +179,9 @@ def _app_of(item) -> object:
 # --- each check: the server's errors fail it, and a run that only waits gives up -----------------
 
 
-_graded = [None]  # the app the last check graded (several with --app A --app B)
+_graded: list[object] = [
+    None
+]  # the app the last check graded (several with --app A --app B)
 _failed_apps: set = set()  # the apps with a failed check so far
 
 
