@@ -12,10 +12,10 @@ Three more promises, kept here for every check:
   events that never came, the checks left are skipped, saying why (the rest would wait too).
 - Importing app.py, and every call into it, has a deadline (workshop/harness.py).
 - The slow checks wait their turn: a browser's (a Chromium, tabs) and a crowd's
-  (`@pytest.mark.crowd`, hundreds of connections) run only while the app's checks before them
-  pass; after a failure they would only spend seconds failing too, so they are skipped, saying why
-  (CHECK_GIVE_UP_SECONDS=never runs them all, as the repository's own tests do). The page's
-  checks sit in test_*_page.py, after the others.
+  (`@pytest.mark.crowd`, hundreds of connections) run only while the app's checks
+  before them pass; after a failure they would only spend seconds failing too, so they
+  are skipped, saying why (CHECK_GIVE_UP_SECONDS=never runs them all, as the
+  repository's own tests do). The page's checks sit in test_*_page.py, after the others.
 """
 
 import importlib.util
