@@ -21,7 +21,7 @@ import threading
 
 import pytest
 
-from workshop.harness import WAIT_SECONDS, ChatClient, ChatServer
+from workshop.harness import WAIT_SECONDS, ChatClient, ChatServer, stop_servers
 from workshop.ports import loopback_address
 from workshop.redis_server import RedisMissing, RedisServer, unavailable
 
@@ -209,5 +209,4 @@ def machines(app_dir, redis_server):
 
     yield start
     pongs.stopped.set()
-    for server in started:
-        server.stop()
+    stop_servers(started)  # side by side: each may take its grace to stop
