@@ -37,24 +37,6 @@ def server(app_dir):
     running.stop()
 
 
-@pytest.mark.crowd
-@pytest.mark.guide("room.md#async-handler")
-def test_a_room_larger_than_any_thread_pool_is_served(server):
-    """600 participants all join and all hear a message: waiting holds no thread."""
-    a_room_hears(
-        server,
-        ROOM,
-        "A `def` handler holds a pool thread for as long as its participant stays; an "
-        "`async def` handler waiting in `await ws.arecv(...)` holds none.",
-        nobody=CheckFailure(
-            f"All {ROOM} participants joined, but not one heard the message, not even "
-            "its sender: everything goes out through each participant's outbox, so "
-            "add_client must keep it in `outboxes`.",
-            read="room.md#outboxes",
-        ),
-    )
-
-
 @pytest.mark.guide("room.md#async-handler")
 def test_bad_input_still_gets_an_error_back(server, chat_module):
     """Bad input still gets its error back: the coroutine sends it through the outbox,
@@ -71,6 +53,24 @@ def test_bad_input_still_gets_an_error_back(server, chat_module):
         client.expect_error(after="a JSON array")
     finally:
         server.close_clients()
+
+
+@pytest.mark.crowd
+@pytest.mark.guide("room.md#async-handler")
+def test_a_room_larger_than_any_thread_pool_is_served(server):
+    """600 participants all join and all hear a message: waiting holds no thread."""
+    a_room_hears(
+        server,
+        ROOM,
+        "A `def` handler holds a pool thread for as long as its participant stays; an "
+        "`async def` handler waiting in `await ws.arecv(...)` holds none.",
+        nobody=CheckFailure(
+            f"All {ROOM} participants joined, but not one heard the message, not even "
+            "its sender: everything goes out through each participant's outbox, so "
+            "add_client must keep it in `outboxes`.",
+            read="room.md#outboxes",
+        ),
+    )
 
 
 @pytest.mark.crowd

@@ -103,19 +103,6 @@ def test_one_room_even_when_asked_for_several_processes(servers, how):
     server.close_clients()
 
 
-@pytest.mark.crowd
-@pytest.mark.guide("step7.md#a-whole-room")
-def test_a_room_of_300_all_hear_a_message(server):
-    """300 participants (Cello's pool has 64 threads) all join and hear a message."""
-    a_room_hears(
-        server,
-        ROOM,
-        "A `def` handler holds one of the pool's threads for as long as its "
-        "participant stays, and Cello's pool has 64: "
-        "app.set_threadpool(ThreadPoolConfig(size=ROOM_SIZE)), before app.run.",
-    )
-
-
 @pytest.mark.guide("step7.md#heartbeat")
 def test_the_heartbeat_pings_every_participant(heartbeat):
     """Every participant receives {"type": "ping"} every CHAT_HEARTBEAT_SECONDS."""
@@ -237,6 +224,19 @@ def test_importing_app_py_starts_nothing(app_dir):
         '`if __name__ == "__main__":` block: a module that starts threads when '
         "imported pings a room that does not exist (in the checks, in a test runner, "
         "in a REPL)."
+    )
+
+
+@pytest.mark.crowd
+@pytest.mark.guide("step7.md#a-whole-room")
+def test_a_room_of_300_all_hear_a_message(server):
+    """300 participants (Cello's pool has 64 threads) all join and hear a message."""
+    a_room_hears(
+        server,
+        ROOM,
+        "A `def` handler holds one of the pool's threads for as long as its "
+        "participant stays, and Cello's pool has 64: "
+        "app.set_threadpool(ThreadPoolConfig(size=ROOM_SIZE)), before app.run.",
     )
 
 
