@@ -37,24 +37,6 @@ def server(app_dir):
     running.stop()
 
 
-@pytest.mark.guide("room.md#async-handler")
-def test_bad_input_still_gets_an_error_back(server, chat_module):
-    """Bad input still gets its error back: the coroutine sends it through the outbox,
-    never with the blocking ws.send_text."""
-    # A `def` handler may call send_text: only a coroutine can get this wrong.
-    assert inspect.iscoroutinefunction(chat_module.chat_handler), (
-        "chat_handler is still a `def`: make it `async def`, waiting with "
-        "`await ws.arecv(timeout=SILENCE_LIMIT_SECONDS)`."
-    )
-    client = server.connect()
-    try:
-        client.wait_for_system("joined the chat")
-        client.send_text("[1, 2]")
-        client.expect_error(after="a JSON array")
-    finally:
-        server.close_clients()
-
-
 @pytest.mark.crowd
 @pytest.mark.guide("room.md#async-handler")
 def test_a_room_larger_than_any_thread_pool_is_served(server):
@@ -71,6 +53,24 @@ def test_a_room_larger_than_any_thread_pool_is_served(server):
             read="room.md#outboxes",
         ),
     )
+
+
+@pytest.mark.guide("room.md#async-handler")
+def test_bad_input_still_gets_an_error_back(server, chat_module):
+    """Bad input still gets its error back: the coroutine sends it through the outbox,
+    never with the blocking ws.send_text."""
+    # A `def` handler may call send_text: only a coroutine can get this wrong.
+    assert inspect.iscoroutinefunction(chat_module.chat_handler), (
+        "chat_handler is still a `def`: make it `async def`, waiting with "
+        "`await ws.arecv(timeout=SILENCE_LIMIT_SECONDS)`."
+    )
+    client = server.connect()
+    try:
+        client.wait_for_system("joined the chat")
+        client.send_text("[1, 2]")
+        client.expect_error(after="a JSON array")
+    finally:
+        server.close_clients()
 
 
 @pytest.mark.crowd
