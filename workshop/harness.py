@@ -475,9 +475,10 @@ class ChatClient:
         self.send_json({"type": "set_name", "name": name})
 
     # --- receiving ---------------------------------------------------------------------------------------------
-    def _server_said(self, settle: float = 0.5) -> str:
+    def _server_said(self, settle: float = 0.3) -> str:
         """The errors the server logged during this check, as a paragraph (or ""). A server
-        that just closed a connection may log why a moment later: up to `settle` seconds."""
+        that just closed a connection may log why a moment later: up to `settle` seconds
+        (each failing check waits it; the failure report quotes what comes later)."""
         if self.server is None:
             return ""
         deadline = time.monotonic() + settle
