@@ -35,7 +35,7 @@ import psutil
 from workshop import processes, share
 from workshop.restore import RestoreError, pristine_commit
 from workshop.share import SHARE_LATER
-from workshop.shipped import edited_files, edited_workshop
+from workshop.shipped import edited_files
 from workshop.starters import folder_files
 from workshop.steps import NUMBERED, ROOT, STEPS, Step
 
@@ -48,6 +48,9 @@ STATE_FILE = ROOT / ".workshop-state" / "progress.json"
 STEP_TIMEOUT_SECONDS = float(os.environ.get("PROGRESS_STEP_TIMEOUT_SECONDS", "120"))
 # Counting the untouched starters' checks takes a second or two; a busy machine, more.
 COUNT_TIMEOUT_SECONDS = 60
+# What every step's checks run on besides their own folder: a change here can change any row.
+WORKSHOP_CODE = ("workshop", "conftest.py", "pytest.ini", "requirements.txt")
+PYTEST = (sys.executable, "-m", "pytest", "-p", "no:cacheprovider")
 # Set in the environment of each run of the checks, and so inherited by every server the checks start.
 RUN_MARKER = "WORKSHOP_CHECKS_RUN"
 
@@ -63,9 +66,8 @@ class CheckResults:
     skipped: int = 0  # browser checks not run yet, or not runnable here (no Chromium)
     problem: str = ""  # set when pytest could not run the checks at all
     from_earlier_run: bool = False  # passed before, and nothing has changed since
-    as_handed_out: bool = (
-        False  # an untouched starter: counted, not run (see the docstring)
-    )
+    # An untouched starter: counted, not run (see the docstring).
+    as_handed_out: bool = False
     # Each check's outcome by name, for make share (workshop/share.py).
     outcomes: dict[str, str] = field(default_factory=dict)
 
@@ -86,11 +88,7 @@ def checks_environment(wait_seconds: str | None = None) -> dict:
 
 def pytest_command(step: Step, report: Path, extra: tuple[str, ...] = ()) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
+        *PYTEST,
         f"--junitxml={report}",
         *extra,
         str(step.starter_dir.relative_to(ROOT)),
@@ -213,11 +211,10 @@ def run_checks(step: Step) -> CheckResults:
 def fingerprint(step: Step) -> str:
     """Changes whenever anything the step's checks depend on changes."""
     digest = hashlib.sha256(sys.version.encode())
-    inputs = [
-        *folder_files(step.starter_dir).values(),
-        *folder_files(ROOT / "workshop").values(),
-        *(ROOT / name for name in ("conftest.py", "pytest.ini", "requirements.txt")),
-    ]
+    inputs = list(folder_files(step.starter_dir).values())
+    for name in WORKSHOP_CODE:
+        path = ROOT / name
+        inputs += folder_files(path).values() if path.is_dir() else [path]
     for path in sorted(inputs):
         if path.is_file():
             digest.update(
@@ -259,10 +256,10 @@ def untouched_starters() -> list[Step]:
     the workshop's own code is too; none where git cannot tell."""
     try:
         commit, _ = pristine_commit()
-        if edited_workshop(commit):
-            return []
-        edited = edited_files(commit)
+        edited = edited_files(commit, "steps/", *WORKSHOP_CODE)
     except (RestoreError, subprocess.CalledProcessError, OSError):
+        return []
+    if any(not name.startswith("steps/") for name in edited):
         return []
     return [
         step
@@ -281,8 +278,7 @@ def counted_not_run(steps: list[Step]) -> dict[str, CheckResults]:
     try:
         listed = subprocess.run(
             [
-                *(sys.executable, "-m", "pytest", "-p", "no:cacheprovider"),
-                *("-q", "--collect-only"),
+                *(*PYTEST, "-q", "--collect-only"),
                 *(str(step.starter_dir.relative_to(ROOT)) for step in steps),
             ],
             cwd=ROOT,

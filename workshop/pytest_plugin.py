@@ -167,7 +167,7 @@ NOT_RUN_YET = (
 )
 
 
-def goes_last(item) -> bool:
+def is_slow(item) -> bool:
     uses_browser = "browser" in getattr(item, "fixturenames", ())
     return uses_browser or item.get_closest_marker("crowd") is not None
 
@@ -179,9 +179,8 @@ def _app_of(item) -> object:
 # --- each check: the server's errors fail it, and a run that only waits gives up -----------------
 
 
-_graded: list[object] = [
-    None
-]  # the app the last check graded (several with --app A --app B)
+# The app the last check graded (several with --app A --app B).
+_graded: list[object] = [None]
 _failed_apps: set = set()  # the apps with a failed check so far
 
 
@@ -190,7 +189,7 @@ def pytest_runtest_setup(item):
     if not is_step_check(item) or GIVE_UP.lower() in ("", "0", "none", "never"):
         return
     app = _app_of(item)
-    if goes_last(item) and app in _failed_apps:
+    if is_slow(item) and app in _failed_apps:
         pytest.skip(NOT_RUN_YET)
     if app != _graded[0]:  # each app has its own patience
         _graded[0] = app
@@ -227,9 +226,8 @@ def pytest_runtest_teardown(item, nextitem):
     """With several apps (--app A --app B), one app's servers stop within its own checks,
     not in the next app's first setup: the mistakes gate times each app by its checks."""
     result = yield
-    graded = getattr(getattr(item, "callspec", None), "params", {})
-    following = getattr(getattr(nextitem, "callspec", None), "params", {})
-    if "app_dir" in graded and following.get("app_dir") != graded["app_dir"]:
+    app = _app_of(item)
+    if app is not None and _app_of(nextitem) != app:
         for fixturedef in item._fixtureinfo.name2fixturedefs.get("app_dir", ()):
             fixturedef.finish(item._request)  # its dependents (servers) finish first
     return result

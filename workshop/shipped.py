@@ -66,17 +66,13 @@ def _names(output: bytes) -> list[str]:
     return [name.decode() for name in output.split(b"\0") if name]
 
 
-def edited_files(commit: str) -> set[str]:
-    """The files under steps/ that differ from commit in the working copy, new ones included."""
-    changed = _git("diff", "--name-only", "-z", commit, "--", "steps/")
-    new = _git("ls-files", "-z", "--others", "--exclude-standard", "--", "steps/")
+def edited_files(commit: str, *paths: str) -> set[str]:
+    """The files under paths (steps/ by default) that differ from commit in the working
+    copy, new ones included."""
+    paths = paths or ("steps/",)
+    changed = _git("diff", "--name-only", "-z", commit, "--", *paths)
+    new = _git("ls-files", "-z", "--others", "--exclude-standard", "--", *paths)
     return set(_names(changed) + _names(new))
-
-
-def edited_workshop(commit: str) -> bool:
-    """The workshop's own code (what every step's checks run on) differs from commit."""
-    names = ("workshop/", "conftest.py", "pytest.ini", "requirements.txt")
-    return bool(_git("diff", "--name-only", commit, "--", *names).strip())
 
 
 def build(commit: str, destination: Path) -> None:
