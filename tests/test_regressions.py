@@ -1,13 +1,16 @@
 """Defects a maintainer found in the tooling (issue 15), each pinned by a check that failed
-before its fix: the servers' log files, and screenshots that dirtied the tree."""
+before its fix: the servers' log files, screenshots that dirtied the tree, and two servers
+that picked the same free port."""
 
 import io
 import re
 import shutil
+import socket
 
 import pytest
 from PIL import Image, ImageDraw
 
+from workshop import harness
 from workshop.harness import start_server
 from workshop.steps import ROOT, step
 
@@ -112,3 +115,30 @@ def test_no_workshop_code_reads_proc_itself():
         and re.search(r"[\"']/proc\b", path.read_text(encoding="utf-8"))
     ]
     assert not readers, f"these read /proc themselves: {readers}"
+
+
+@pytest.mark.parametrize(
+    "direct", [True, False], ids=["python app.py", "workshop.serve"]
+)
+def test_a_server_moves_on_when_another_took_its_free_port_meanwhile(
+    direct, monkeypatch
+):
+    """Seen once in CI: two checks running side by side got the same free port, Cello
+    shared it without a word, and POST /login reached the other app (404)."""
+    with socket.socket() as other:  # another server, sharing as Cello does
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        ports = iter([taken])
+        picked = harness.free_port
+        monkeypatch.setattr(
+            harness, "free_port", lambda host: next(ports, None) or picked(host)
+        )
+        server = start_server(step(7).solution_dir, direct=direct)
+        try:
+            assert server.port != taken
+            assert harness.listeners(server.port) and not server._shares_its_port()
+            assert server.get_json("/users")["count"] == 0
+        finally:
+            server.stop()

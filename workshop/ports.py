@@ -48,7 +48,7 @@ def loopback_address(wanted: str) -> str:
 def who_listens(port: int) -> str | None:
     """'pid 4242: python -m workshop.serve steps/step3', or None where the system does not
     tell (a process of another user)."""
-    for pid in _listeners(port):
+    for pid in listeners(port):
         try:
             command = " ".join(psutil.Process(pid).cmdline()) or "?"
         except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -57,7 +57,7 @@ def who_listens(port: int) -> str | None:
     return None
 
 
-def _listeners(port: int) -> list[int]:
+def listeners(port: int) -> list[int]:
     """Pids with a TCP socket listening on port. The whole table needs no privileges on
     Linux and Windows; on macOS it does, and each of our own processes is asked instead."""
     try:
