@@ -24,11 +24,19 @@ def pytest_configure(config):
     config.shipped = config._shipped_tree.__enter__()
 
 
+# Every starter's own checks, run in one pytest (tests/test_steps.py).
+STARTERS = (
+    "test_steps.py::test_starter_fails_every_one_of_its_own_checks_in_plain_words"
+)
+
+
 # make test's workers (pytest-xdist): each test goes to the next free one, but these
-# files' tests share a costly fixture (the gate's runs, the guide's build, a clone, a
-# Chromium), so each of these groups runs whole on one worker, made once.
+# files' (or tests') share a costly fixture (the gate's runs, every starter's, the
+# guide's build, a clone, a Chromium), so each of these groups runs whole on one
+# worker, made once.
 ONE_WORKER = {
     "test_mistakes.py": "gate",
+    STARTERS: "starters",
     "test_guide.py": "guide",
     "test_guide_browser.py": "guide",
     "test_tools.py": "tools",
@@ -45,17 +53,18 @@ def pytest_xdist_make_scheduler(config, log):
 
     class ByGroup(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            file = nodeid.split("::", 1)[0].rpartition("/")[2]
-            return ONE_WORKER.get(file, nodeid)
+            test = nodeid.rpartition("/")[2].partition("[")[0]  # file.py::name
+            file = test.partition("::")[0]
+            return ONE_WORKER.get(test, ONE_WORKER.get(file, nodeid))
 
     config.option.loadscopereorder = False  # in the order below, not by group size
     return ByGroup(config, log)
 
 
-# The longest first, so that the short ones fill the gaps at the end: the gate, the
-# tools', the guide's (minutes each), the cockpit's, then the step ladder's runs, the
-# longest lineage first.
-LONGEST_FIRST = ["test_mistakes.py", "test_tools.py", "test_guide.py"]
+# The longest first, so that the short ones fill the gaps at the end: the gate, every
+# starter's run, the tools', the guide's (minutes each), the cockpit's, then the step
+# ladder's runs, the longest lineage first.
+LONGEST_FIRST = ["test_mistakes.py", STARTERS, "test_tools.py", "test_guide.py"]
 LONGEST_FIRST += ["test_guide_browser.py", "test_cockpit.py", "test_steps.py"]
 
 
@@ -65,6 +74,8 @@ def pytest_collection_modifyitems(config, items):
 
 def _length_rank(item) -> tuple[int, int]:
     name = item.path.name
+    if f"{name}::{item.originalname}" in LONGEST_FIRST:
+        name = f"{name}::{item.originalname}"
     rank = LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
     params = item.callspec.params if hasattr(item, "callspec") else {}
     step = params.get("step")
@@ -98,13 +109,14 @@ class CheckRun:
 
 def run_step_checks(
     check_dirs: list[Path],
-    app_dir: Path,
+    app_dir: Path | None,
     tmp_path: Path,
     env: dict | None = None,
     cwd: Path | None = None,
 ) -> CheckRun:
+    """app_dir None: each check file grades the app in its own folder."""
     report = tmp_path / f"report-{len(list(tmp_path.iterdir()))}.xml"
-    command = check_command([app_dir], check_dirs, report)
+    command = check_command([app_dir] if app_dir else [], check_dirs, report)
     # An app that keeps data (the login chapter's accounts and key) keeps it here, never
     # in the user's own data folder; the checks that need their own set CHAT_DATA.
     data = tmp_path / f"chat-data-{len(list(tmp_path.iterdir()))}"

@@ -12,9 +12,12 @@ Starters and checks come from the shipped tree (tests/conftest.py), never the le
 """
 
 import shutil
+from pathlib import Path
 
 import pytest
 
+from conftest import CheckRun, run_step_checks
+from workshop.progress import junit_cases
 from workshop.starters import behaviour_changes, drift, typed_lines
 from workshop.steps import STEPS
 from workshop.steps import step as named_step
@@ -77,27 +80,48 @@ def test_starter_passes_the_earlier_steps_checks(
     )
 
 
+@pytest.fixture(scope="session")
+def starters_run(request, shipped_tree, tmp_path_factory) -> tuple[CheckRun, Path]:
+    """The starters' own checks, those this run asks for (-k), in one pytest (Python,
+    pytest and Chromium start once), each on its own folder as handed out, every check
+    to its end."""
+    asked = [
+        item.callspec.params["step"]
+        for item in request.session.items
+        if item.function
+        is test_starter_fails_every_one_of_its_own_checks_in_plain_words
+    ]
+    folder = tmp_path_factory.mktemp("starters")
+    checks = [shipped_tree.starter_dir(step) for step in STEPS if step in asked]
+    run = run_step_checks(checks, None, folder, EXPECTED_FAILURE_ENV, shipped_tree.root)
+    reports = list(folder.glob("report-*.xml"))
+    assert len(reports) == 1, f"the starters' checks wrote no report:\n{run.output}"
+    return run, reports[0]
+
+
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
-def test_starter_fails_every_one_of_its_own_checks_in_plain_words(
-    step, run_checks, shipped_tree
-):
-    starter = shipped_tree.starter_dir(step)
-    run = run_checks([starter], starter, EXPECTED_FAILURE_ENV)
-    assert run.outcomes, f"steps/{step.folder} has no checks:\n{run.output[-2000:]}"
-    passing = [name for name, outcome in run.outcomes.items() if outcome == "passed"]
+def test_starter_fails_every_one_of_its_own_checks_in_plain_words(step, starters_run):
+    everyone, report = starters_run
+    mine = {
+        name: (outcome, text)
+        for name, (outcome, text) in junit_cases(report).items()
+        if name.startswith(f"steps.{step.folder}.")
+    }
+    assert mine, f"steps/{step.folder} has no checks:\n{everyone.output[-2000:]}"
+    passing = [name for name, (outcome, _) in mine.items() if outcome == "passed"]
     assert not passing, (
         f"These checks of {step.label} pass on the untouched starter, so they cannot tell "
         f"whether the learner did the step: {passing}"
     )
-    failures = run.outcomes.keys()
-    assert run.output.count("Check: ") >= len(failures), (
-        f"Every failure should start with a plain 'Check: ...' line:\n{run.output[-3000:]}"
+    output = "\n".join(text for _, text in mine.values())
+    assert output.count("Check: ") >= len(mine), (
+        f"Every failure should start with a plain 'Check: ...' line:\n{output[-3000:]}"
     )
-    assert run.output.count(f"Read: {step.guide_page}#") >= len(failures), (
-        f"Every failure should point to a section of {step.guide_page}:\n{run.output[-3000:]}"
+    assert output.count(f"Read: {step.guide_page}#") >= len(mine), (
+        f"Every failure should point to a section of {step.guide_page}:\n{output[-3000:]}"
     )
-    assert "Traceback" not in run.output, (
-        f"A failure showed a traceback instead of plain words:\n{run.output[-3000:]}"
+    assert "Traceback" not in output, (
+        f"A failure showed a traceback instead of plain words:\n{output[-3000:]}"
     )
 
 

@@ -8,8 +8,6 @@ chat. So every way of starting a server in this workshop asks here first.
 import errno
 import socket
 
-import psutil
-
 GUIDE_PORT = 8001  # mkdocs.yml's dev_addr
 
 
@@ -48,6 +46,8 @@ def loopback_address(wanted: str) -> str:
 def who_listens(port: int) -> str | None:
     """'pid 4242: python -m workshop.serve steps/step3', or None where the system does not
     tell (a process of another user)."""
+    import psutil
+
     for pid in listeners(port):
         try:
             command = " ".join(psutil.Process(pid).cmdline()) or "?"
@@ -60,6 +60,8 @@ def who_listens(port: int) -> str | None:
 def listeners(port: int) -> list[int]:
     """Pids with a TCP socket listening on port. The whole table needs no privileges on
     Linux and Windows; on macOS it does, and each of our own processes is asked instead."""
+    import psutil  # here, not above: every server a check starts imports this module
+
     try:
         return [
             c.pid for c in psutil.net_connections("tcp") if _listens(c, port) and c.pid
@@ -77,6 +79,8 @@ def listeners(port: int) -> list[int]:
 
 
 def _listens(connection, port: int) -> bool:
+    import psutil
+
     return bool(
         connection.status == psutil.CONN_LISTEN
         and connection.laddr

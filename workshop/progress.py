@@ -105,16 +105,23 @@ def has_browser_checks(step: Step) -> bool:
 def junit_outcomes(report: Path) -> dict[str, str]:
     """Test id ("module.Class::name") -> "passed", "failed", "error" or "skipped", from
     the JUnit XML report pytest writes with --junitxml."""
-    outcomes = {}
+    return {name: outcome for name, (outcome, _) in junit_cases(report).items()}
+
+
+def junit_cases(report: Path) -> dict[str, tuple[str, str]]:
+    """Test id -> (outcome, as in junit_outcomes; the report of its failure, error or
+    skip, empty if it passed)."""
+    cases = {}
     for case in ElementTree.parse(report).iter("testcase"):
-        kinds = {child.tag for child in case}
-        outcome = next(
-            (kind for kind in ("failure", "error", "skipped") if kind in kinds),
-            "passed",
+        found = next(
+            (c for kind in ("failure", "error", "skipped") for c in case.iter(kind)),
+            None,
         )
+        outcome = "passed" if found is None else found.tag
+        text = "" if found is None else found.text or found.get("message") or ""
         name = f"{case.get('classname')}::{case.get('name')}"
-        outcomes[name] = {"failure": "failed"}.get(outcome, outcome)
-    return outcomes
+        cases[name] = ({"failure": "failed"}.get(outcome, outcome), text)
+    return cases
 
 
 def read_report(
