@@ -989,13 +989,7 @@ class RawParticipant:
     """A bare WebSocket connection that reads only when told to: a participant who stopped
     reading, or whose laptop vanished, or just a cheap member of a big audience."""
 
-    def __init__(
-        self,
-        server: ChatServer,
-        receive_buffer: int | None = None,
-        answered: bool = True,
-    ):
-        """answered=False: the handshake is sent, and answered() waits for its answer."""
+    def __init__(self, server: ChatServer, receive_buffer: int | None = None):
         self.sock = socket.socket()
         if receive_buffer:
             # Before connect(): the buffer also decides the TCP window the server may fill.
@@ -1010,37 +1004,6 @@ class RawParticipant:
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                 "Sec-WebSocket-Version: 13\r\n\r\n".encode()
             )
-        except OSError as problem:
-            self.sock.close()
-            raise AssertionError(
-                f"A new participant could not connect: {problem}."
-            ) from None
-        if answered:
-            self.answered()
-
-    @classmethod
-    def crowd(cls, server: ChatServer, size: int, at_once: int = 50) -> list:
-        """`size` participants, joining `at_once` at a time: their handshakes are sent
-        together, then their answers read (one by one, joining waited about 3 ms each)."""
-        room: list[RawParticipant] = []
-        try:
-            while len(room) < size:
-                wave = [
-                    cls(server, answered=False)
-                    for _ in range(min(at_once, size - len(room)))
-                ]
-                room += wave
-                for member in wave:
-                    member.answered()
-        except BaseException:
-            for member in room:
-                member.close()
-            raise
-        return room
-
-    def answered(self) -> None:
-        """Wait for the answer to the handshake: it must accept (101)."""
-        try:
             while b"\r\n\r\n" not in self.data:
                 chunk = self.sock.recv(4096)
                 if not chunk:
@@ -1128,8 +1091,10 @@ def a_room_hears(
     """`size` participants join; the last one speaks, and every one of them must hear it.
     `nobody`: the failure when all joined and not one heard it (delivery, not threads)."""
     allow_open_sockets(size)
-    room = RawParticipant.crowd(server, size)
+    room = []
     try:
+        for _ in range(size):
+            room.append(RawParticipant(server))
         try:
             eventually(lambda: server.get_json("/users")["count"] == size, "")
         except AssertionError:
