@@ -112,3 +112,25 @@ def test_steps_3_4_and_7_have_a_right_answer_in_another_style():
     covered = {answer.step.key for answer in ALTERNATIVES}
     assert {"3", "4", "7"} <= covered, f"alternatives only for steps {covered}"
     assert not {a.id for a in ALTERNATIVES} & {m.id for m in CATALOGUE}
+
+
+def test_says_may_name_words_of_which_any_one_will_do(tmp_path):
+    """Where timing decides the words (Cello's log line, or the close it causes), a list
+    inside `says` asks for one of them; the other texts are all required."""
+    catalogue = tmp_path / "mistakes.toml"
+    catalogue.write_text(
+        '[[mistake]]\nid = "step4-x"\nstep = "4"\ndid = "x"\n'
+        'read = "step4.md#broadcast"\nsays = [["closed", "logged"], "lock"]\n'
+        '[[mistake.change]]\nfile = "app.py"\nfind = "a"\nput = "b"\n'
+    )
+    (mistake,) = mistakes.load(catalogue)
+    failure = "Check: it broke\nRead: docs/step4.md#broadcast (served by make docs)\n"
+
+    def problems(said: str) -> list[str]:
+        run = mistakes.Run(mistake, 1, 1.0, [failure + said])
+        return mistakes.judge(run)
+
+    assert problems("the server logged it, holding the lock") == []
+    assert problems("the server closed it; the lock") == []
+    assert problems("the lock") == ["the failures never say 'closed' or 'logged'"]
+    assert problems("it logged") == ["the failures never say 'lock'"]

@@ -71,7 +71,8 @@ class Mistake:
     did: str
     read: str  # "step4.md#broadcast": the section a failure must link
     changes: tuple[Change, ...]
-    says: tuple[str, ...] = ()  # texts the failure must contain
+    # texts the failure must contain; a tuple: one of them (the words vary with timing)
+    says: tuple[str | tuple[str, ...], ...] = ()
     origin: str = "misread"
     race: bool = False
 
@@ -162,7 +163,10 @@ def _load(path: Path, table: str) -> list[Mistake]:
                 did=" ".join(entry.get("did", entry.get("how", "")).split()),
                 read=read,
                 changes=changes,
-                says=tuple(entry.get("says", ())),
+                says=tuple(
+                    tuple(s) if isinstance(s, list) else s
+                    for s in entry.get("says", ())
+                ),
                 origin=entry.get("origin", "misread"),
                 race=bool(entry.get("race", False)),
             )
@@ -332,8 +336,9 @@ def judge(result: Run) -> list[str]:
             f"no failure links {mistake.read}; they link: {', '.join(read) or 'nothing'}"
         )
     for text in mistake.says:
-        if text not in output:
-            problems.append(f"the failures never say {text!r}")
+        options = text if isinstance(text, tuple) else (text,)
+        if not any(option in output for option in options):
+            problems.append(f"the failures never say {' or '.join(map(repr, options))}")
     return problems
 
 
