@@ -16,9 +16,8 @@ from workshop.ports import busy_port_message, port_is_free
 def has_own_entry_point(app_file: Path) -> bool:
     """True once app.py has a top-level `if __name__ == "__main__":` block (step 7)."""
     text = app_file.read_text()
-    if (
-        "__main__" not in text
-    ):  # most steps: no need to parse it (every check starts one)
+    # Most steps have none: no need to import ast (every check starts a server).
+    if "__main__" not in text:
         return False
     import ast
 
@@ -89,9 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
     allow_open_files()
     # The scale chapter's app talks to Redis: one for it, unless REDIS_URL names one.
-    if (
-        folder / "broker.py"
-    ).is_file():  # imported only then: every check starts a server
+    # Its helper is imported only for an app with a broker.py (redis_server.needs_redis).
+    if (folder / "broker.py").is_file():
         from workshop import redis_server
 
         redis_server.for_the_app(folder)
