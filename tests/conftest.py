@@ -15,7 +15,7 @@ import pytest
 
 from workshop import shipped
 from workshop.mistakes import check_command
-from workshop.progress import junit_outcomes
+from workshop.progress import junit_cases
 from workshop.steps import ROOT, Step
 
 
@@ -104,7 +104,12 @@ class CheckRun:
 
     exit_status: int
     output: str
-    outcomes: dict[str, str]  # test id -> "passed" / "failed" / "error" / "skipped"
+    # test id -> ("passed" / "failed" / "error" / "skipped", its failure's report or "")
+    cases: dict[str, tuple[str, str]]
+
+    @property
+    def outcomes(self) -> dict[str, str]:
+        return {name: outcome for name, (outcome, _) in self.cases.items()}
 
 
 def run_step_checks(
@@ -133,8 +138,8 @@ def run_step_checks(
             **(env or {}),
         },
     )
-    outcomes = junit_outcomes(report) if report.exists() else {}
-    return CheckRun(finished.returncode, finished.stdout + finished.stderr, outcomes)
+    cases = junit_cases(report) if report.exists() else {}
+    return CheckRun(finished.returncode, finished.stdout + finished.stderr, cases)
 
 
 @pytest.fixture(scope="session")

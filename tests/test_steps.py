@@ -12,12 +12,10 @@ Starters and checks come from the shipped tree (tests/conftest.py), never the le
 """
 
 import shutil
-from pathlib import Path
 
 import pytest
 
 from conftest import CheckRun, run_step_checks
-from workshop.progress import junit_cases
 from workshop.starters import behaviour_changes, drift, typed_lines
 from workshop.steps import STEPS
 from workshop.steps import step as named_step
@@ -81,7 +79,7 @@ def test_starter_passes_the_earlier_steps_checks(
 
 
 @pytest.fixture(scope="session")
-def starters_run(request, shipped_tree, tmp_path_factory) -> tuple[CheckRun, Path]:
+def starters_run(request, shipped_tree, tmp_path_factory) -> CheckRun:
     """The starters' own checks, those this run asks for (-k), in one pytest (Python,
     pytest and Chromium start once), each on its own folder as handed out, every check
     to its end."""
@@ -93,21 +91,19 @@ def starters_run(request, shipped_tree, tmp_path_factory) -> tuple[CheckRun, Pat
     ]
     folder = tmp_path_factory.mktemp("starters")
     checks = [shipped_tree.starter_dir(step) for step in STEPS if step in asked]
-    run = run_step_checks(checks, None, folder, EXPECTED_FAILURE_ENV, shipped_tree.root)
-    reports = list(folder.glob("report-*.xml"))
-    assert len(reports) == 1, f"the starters' checks wrote no report:\n{run.output}"
-    return run, reports[0]
+    return run_step_checks(
+        checks, None, folder, EXPECTED_FAILURE_ENV, shipped_tree.root
+    )
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.folder)
 def test_starter_fails_every_one_of_its_own_checks_in_plain_words(step, starters_run):
-    everyone, report = starters_run
     mine = {
-        name: (outcome, text)
-        for name, (outcome, text) in junit_cases(report).items()
+        name: case
+        for name, case in starters_run.cases.items()
         if name.startswith(f"steps.{step.folder}.")
     }
-    assert mine, f"steps/{step.folder} has no checks:\n{everyone.output[-2000:]}"
+    assert mine, f"steps/{step.folder} has no checks:\n{starters_run.output[-2000:]}"
     passing = [name for name, (outcome, _) in mine.items() if outcome == "passed"]
     assert not passing, (
         f"These checks of {step.label} pass on the untouched starter, so they cannot tell "

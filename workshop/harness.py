@@ -1099,14 +1099,13 @@ def a_room_hears(
             eventually(lambda: server.get_json("/users")["count"] == size, "")
         except AssertionError:
             counted = server.get_json("/users")["count"]
-            late = (
+            said = (
                 f"needed more than {WAIT_SECONDS:g} s to count them all"
                 if counted == size
-                else ""
+                else f"counts {counted}"
             )
             raise AssertionError(
-                f"{size} participants connected, but GET /users "
-                f"{late or f'counts {counted}'}. {why}"
+                f"{size} participants connected, but GET /users {said}. {why}"
             ) from None
         room[-1].say("can the back row hear me?")
         deadline = time.monotonic() + WAIT_SECONDS

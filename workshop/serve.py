@@ -6,6 +6,7 @@ runs app.py exactly as `python app.py --host H --port P` would.
 """
 
 import argparse
+import ast
 import runpy
 import sys
 from pathlib import Path
@@ -15,13 +16,7 @@ from workshop.ports import busy_port_message, port_is_free
 
 def has_own_entry_point(app_file: Path) -> bool:
     """True once app.py has a top-level `if __name__ == "__main__":` block (step 7)."""
-    text = app_file.read_text()
-    # Most steps have none: no need to import ast (every check starts a server).
-    if "__main__" not in text:
-        return False
-    import ast
-
-    for node in ast.parse(text, str(app_file)).body:
+    for node in ast.parse(app_file.read_text(), str(app_file)).body:
         if (
             isinstance(node, ast.If)
             and "__main__" in ast.unparse(node.test)
