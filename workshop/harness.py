@@ -1126,9 +1126,8 @@ def a_room_hears(
             member.close()
     # The next check starts in a settled room: on a busy machine, hundreds of departures
     # still being announced can keep a newcomer's handler from starting for seconds.
-    with contextlib.suppress(AssertionError, OSError):
-        deadline = time.monotonic() + 2 * WAIT_SECONDS
-        while server.get_json("/users")["count"] > before:
-            if time.monotonic() > deadline:
-                break  # the checks of departures say what is wrong, not this one
-            time.sleep(0.05)
+    deadline = time.monotonic() + 2 * WAIT_SECONDS
+    while server.get_json("/users")["count"] > before:
+        if time.monotonic() > deadline:
+            break  # the checks of departures say what is wrong, not this one
+        time.sleep(0.05)
