@@ -34,7 +34,8 @@ def server(app_dir):
 
 @pytest.fixture
 def quick_to_give_up(app_dir):
-    """The app, giving up on a staller after 0.3 s instead of 5 (room.md#check-yourself)."""
+    """The app, giving up on a staller after 0.3 s instead of 5 (the guide's
+    room.md#check-yourself)."""
     env = {**FAST, "CHAT_SEND_TIMEOUT_SECONDS": "0.3"}
     running = start_server(app_dir, env=env, direct=True)
     yield running
