@@ -10,7 +10,7 @@ import socket
 import pytest
 from PIL import Image, ImageDraw
 
-from workshop import harness
+from workshop import harness, ports
 from workshop.harness import start_server
 from workshop.steps import ROOT, step
 
@@ -130,10 +130,11 @@ def test_a_server_moves_on_when_another_took_its_free_port_meanwhile(
         other.bind(("127.0.0.1", 0))
         other.listen()
         taken = other.getsockname()[1]
-        ports = iter([taken])
-        picked = harness.free_port
+        # A port picked where none can be held (Windows), and taken meanwhile.
+        ports = iter([(taken, None)])
+        picked = harness.reserve_port
         monkeypatch.setattr(
-            harness, "free_port", lambda host: next(ports, None) or picked(host)
+            harness, "reserve_port", lambda host: next(ports, None) or picked(host)
         )
         server = start_server(step(7).solution_dir, direct=direct)
         try:
@@ -142,3 +143,23 @@ def test_a_server_moves_on_when_another_took_its_free_port_meanwhile(
             assert server.get_json("/users")["count"] == 0
         finally:
             server.stop()
+
+
+def test_a_port_picked_for_a_server_is_nobody_elses_until_it_listens():
+    """Where it can, the harness holds the port it picked until its server listens: a
+    bind without SO_REUSEPORT is refused meanwhile (so is the kernel's free-port pick),
+    and Cello, which sets SO_REUSEPORT, binds beside the holder."""
+    port, holder = ports.reserve_port()
+    if holder is None:
+        pytest.skip("this system has no SO_REUSEPORT: the harness asks who listens")
+    with holder, socket.socket() as probe, pytest.raises(OSError):
+        probe.bind(("127.0.0.1", port))
+    app = step(7).solution_dir
+    server = harness.ChatServer(app, harness.server_command(app, direct=True))
+    try:
+        assert server._reservation is not None, "the port should be held while it starts"
+        server.wait_until_accepting()
+        assert server._reservation is None, "the port should be let go once it listens"
+        assert server.get_json("/users")["count"] == 0
+    finally:
+        server.stop()

@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as websocket_connect
 
 from workshop import diagnoses, processes, redis_server
-from workshop.ports import free_port, listeners
+from workshop.ports import listeners, reserve_port
 from workshop.steps import ROOT
 
 STARTUP_SECONDS = 15
@@ -80,7 +80,8 @@ class ChatServer:
         self.app_dir = Path(app_dir)
         self.host = host  # 127.0.0.2 plays another machine (scale.md#machines)
         self._moves = 0 if port is None else MOVES  # a port it was given, it keeps
-        self._take_port(port or free_port(host))
+        self._reservation = None  # holds a port picked here until the server listens
+        self._take_port(port or self._reserve())
         # A file, not a pipe: a server that logs a lot must never block on a full pipe nobody reads.
         self._log = tempfile.NamedTemporaryFile(
             prefix="chat-server-", suffix=".log", delete=False
@@ -118,6 +119,15 @@ class ChatServer:
     # plugin fails a check during which one of them logged an error.
     started: list["ChatServer"] = []
 
+    def _reserve(self) -> int:
+        port, self._reservation = reserve_port(self.host)
+        return port
+
+    def _release_port(self) -> None:
+        if self._reservation is not None:
+            self._reservation.close()
+            self._reservation = None
+
     def _take_port(self, port: int) -> None:
         self.port = port
         self.url = f"http://{self.host}:{port}"
@@ -143,7 +153,8 @@ class ChatServer:
         """Start again on another free port."""
         self._moves += 1
         processes.stop(self.process, grace=STOP_SECONDS)
-        self._take_port(free_port(self.host))
+        self._release_port()
+        self._take_port(self._reserve())
         self._launch()
 
     def wait_until_accepting(self, timeout: float = STARTUP_SECONDS) -> "ChatServer":
@@ -178,7 +189,10 @@ class ChatServer:
             except OSError:
                 time.sleep(0.02)
                 continue
-            if self._moves < MOVES and self._shares_its_port():
+            # Held until now, its port was nobody else's; else ask who listens there.
+            if self._reservation is not None:
+                self._release_port()
+            elif self._moves < MOVES and self._shares_its_port():
                 self._move()  # half its connections would reach the other server
                 deadline = time.monotonic() + timeout
                 continue
@@ -345,6 +359,7 @@ class ChatServer:
         return AssertionError(what)
 
     def stop(self) -> None:
+        self._release_port()
         self.close_clients()
         # Ctrl-C, as a learner would, then kill.
         processes.stop(self.process, grace=STOP_SECONDS)

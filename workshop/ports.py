@@ -32,6 +32,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+def reserve_port(host: str = "127.0.0.1") -> tuple[int, socket.socket | None]:
+    """A free port, and a socket that holds it until its server listens: bound, never
+    listening, with SO_REUSEPORT as Cello's own, so Cello binds beside it while no other
+    free-port pick gets it. Without SO_REUSEPORT (Windows): the port, and None."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        return free_port(host), None
+    holder = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # port_is_free
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind((host, 0))
+    except OSError:
+        holder.close()
+        return free_port(host), None
+    return holder.getsockname()[1], holder
+
+
 def loopback_address(wanted: str) -> str:
     """`wanted` (127.0.0.2 plays another machine) if this computer can listen on it, else
     127.0.0.1: macOS has no other loopback address (scale.md#machines)."""
