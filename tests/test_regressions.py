@@ -157,7 +157,9 @@ def test_a_port_picked_for_a_server_is_nobody_elses_until_it_listens():
     app = step(7).solution_dir
     server = harness.ChatServer(app, harness.server_command(app, direct=True))
     try:
-        assert server._reservation is not None, "the port should be held while it starts"
+        assert server._reservation is not None, (
+            "the port should be held while it starts"
+        )
         server.wait_until_accepting()
         assert server._reservation is None, "the port should be let go once it listens"
         assert server.get_json("/users")["count"] == 0

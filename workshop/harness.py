@@ -80,7 +80,8 @@ class ChatServer:
         self.app_dir = Path(app_dir)
         self.host = host  # 127.0.0.2 plays another machine (scale.md#machines)
         self._moves = 0 if port is None else MOVES  # a port it was given, it keeps
-        self._reservation = None  # holds a port picked here until the server listens
+        # Holds a port picked here until the server listens (ports.reserve_port).
+        self._reservation: socket.socket | None = None
         self._take_port(port or self._reserve())
         # A file, not a pipe: a server that logs a lot must never block on a full pipe nobody reads.
         self._log = tempfile.NamedTemporaryFile(
