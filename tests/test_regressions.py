@@ -151,7 +151,7 @@ def test_a_port_picked_for_a_server_is_nobody_elses_until_it_listens():
     and Cello, which sets SO_REUSEPORT, binds beside the holder."""
     port, holder = ports.reserve_port()
     if holder is None:
-        pytest.skip("this system has no SO_REUSEPORT: the harness asks who listens")
+        pytest.skip("off Linux the harness asks who listens instead (ports.py)")
     with holder, socket.socket() as probe, pytest.raises(OSError):
         probe.bind(("127.0.0.1", port))
     app = step(7).solution_dir

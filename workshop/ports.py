@@ -7,6 +7,7 @@ chat. So every way of starting a server in this workshop asks here first.
 
 import errno
 import socket
+import sys
 
 GUIDE_PORT = 8001  # mkdocs.yml's dev_addr
 
@@ -35,8 +36,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 def reserve_port(host: str = "127.0.0.1") -> tuple[int, socket.socket | None]:
     """A free port, and a socket that holds it until its server listens: bound, never
     listening, with SO_REUSEPORT as Cello's own, so Cello binds beside it while no other
-    free-port pick gets it. Without SO_REUSEPORT (Windows): the port, and None."""
-    if not hasattr(socket, "SO_REUSEPORT"):
+    free-port pick gets it. On Linux only, where port_is_free still sees such a port as
+    free (macOS refuses that bind; Windows has no SO_REUSEPORT): elsewhere, (port, None)."""
+    if sys.platform != "linux":
         return free_port(host), None
     holder = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
