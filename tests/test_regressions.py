@@ -1,11 +1,12 @@
 """Defects a maintainer found in the tooling (issue 15), each pinned by a check that failed
-before its fix: the servers' log files, screenshots that dirtied the tree, and two servers
-that picked the same free port."""
+before its fix: the servers' log files, screenshots that dirtied the tree, two servers
+that picked the same free port, and a crowd that a busy machine counted slowly."""
 
 import io
 import re
 import shutil
 import socket
+import time
 
 import pytest
 from PIL import Image, ImageDraw
@@ -165,3 +166,28 @@ def test_a_port_picked_for_a_server_is_nobody_elses_until_it_listens():
         assert server.get_json("/users")["count"] == 0
     finally:
         server.stop()
+
+
+class _Crowd:
+    """GET /users of a server that counts a crowd of 600: `step` more at each look, up
+    to `stall`."""
+
+    def __init__(self, step: int, stall: int = 600):
+        self.count, self.step, self.stall = 0, step, stall
+
+    def get_json(self, path: str) -> dict:
+        self.count = min(self.count + self.step, self.stall)
+        return {"count": self.count}
+
+
+def test_a_crowd_counted_slowly_is_waited_for_and_a_full_pool_is_not(monkeypatch):
+    """Seen in make test: the scale solution counted its 600 in more than the 3 s a
+    check waits. The count is waited for while it grows; once it stalls (a full
+    thread pool), the check fails after the usual wait."""
+    monkeypatch.setattr(harness, "WAIT_SECONDS", 0.2)
+    started = time.monotonic()
+    assert harness._count_while_it_grows(_Crowd(step=30), 600) == 600
+    assert time.monotonic() - started > 0.2, "the crowd should have counted slowly"
+    started = time.monotonic()
+    assert harness._count_while_it_grows(_Crowd(step=100, stall=500), 600) == 500
+    assert 0.2 < time.monotonic() - started < 0.6
