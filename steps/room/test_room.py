@@ -2,8 +2,9 @@
 
 Run: pytest steps/room
 
-Each check starts the app as `python app.py --host 127.0.0.1 --port P`; the time after
-which a blocked send gives up on its participant is shortened through the environment.
+Each check starts the app as `python app.py --host 127.0.0.1 --port P`; for the one who
+stops reading, the time after which a blocked send gives up on them is shortened through
+the environment.
 """
 
 import inspect
