@@ -25,7 +25,7 @@ from pathlib import Path
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as websocket_connect
 
-from workshop import diagnoses, processes, redis_server
+from workshop import diagnoses, launcher, processes, redis_server
 from workshop.ports import listeners, reserve_port
 from workshop.steps import ROOT
 
@@ -66,6 +66,25 @@ def gave_up_waiting(seconds: float) -> None:
     waited_in_vain[0] += seconds
 
 
+def server_environment() -> dict[str, str]:
+    """What every server's environment starts from."""
+    environment = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join([str(SERVER_SITE), str(ROOT)]),
+    }
+    environment.pop("CELLO_ENV", None)  # production mode forks one process per CPU
+    return environment
+
+
+def warm_up() -> None:
+    """Start what starts the servers (launcher.py) in the background, while pytest
+    collects the checks: the first server then starts as fast as the next."""
+    threading.Thread(
+        target=launcher.prepare, args=(server_environment(),), daemon=True
+    ).start()
+
+
 class ChatServer:
     """One running chat app. Stop it with `.stop()` (the fixtures do)."""
 
@@ -88,13 +107,8 @@ class ChatServer:
             prefix="chat-server-", suffix=".log", delete=False
         )
         self._stacks = Path(self._log.name).with_suffix(".stacks")
-        environment = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join([str(SERVER_SITE), str(ROOT)]),
-            "WORKSHOP_STACKS_FILE": str(self._stacks),
-        }
-        environment.pop("CELLO_ENV", None)  # production mode forks one process per CPU
+        environment = server_environment()
+        environment["WORKSHOP_STACKS_FILE"] = str(self._stacks)
         # Its own chat history (chapter history.md), in a folder deleted with this object: each check starts
         # from an empty room.
         self._history_folder = tempfile.TemporaryDirectory(prefix="chat-history-")
@@ -135,13 +149,18 @@ class ChatServer:
         self.ws_url = f"ws://{self.host}:{port}/ws/chat"
 
     def _launch(self) -> None:
-        self.process = subprocess.Popen(
-            [part.replace("{port}", str(self.port)) for part in self._command],
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=self._environment,
-            start_new_session=True,  # so stop() can end the server and anything it started
+        command = [part.replace("{port}", str(self.port)) for part in self._command]
+        # A fork of a process that has imported Cello already, where it can (launcher.py).
+        self.process = (
+            launcher.launch(command, ROOT, self._environment, self._log.fileno())
+            or subprocess.Popen(
+                command,
+                cwd=ROOT,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env=self._environment,
+                start_new_session=True,  # so stop() can end the server and anything it started
+            )
         )
 
     def _shares_its_port(self) -> bool:

@@ -13,8 +13,12 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    from workshop.launcher import Launched
 
 GRACE_SECONDS = 5.0
 _GONE = (psutil.NoSuchProcess, psutil.ZombieProcess, ProcessLookupError)
@@ -50,7 +54,9 @@ def stop_all(processes: list[psutil.Process], grace: float = GRACE_SECONDS) -> N
 
 
 def stop(
-    process: subprocess.Popen, grace: float = GRACE_SECONDS, interrupting: bool = True
+    process: subprocess.Popen | Launched,
+    grace: float = GRACE_SECONDS,
+    interrupting: bool = True,
 ) -> None:
     """Stop a process this one started, with everything it started in turn.
 
@@ -91,7 +97,7 @@ def stop(
     stop_all([p for p in descendants if p.is_running()], grace)
 
 
-def _drain(process: subprocess.Popen, timeout: float | None) -> None:
+def _drain(process: subprocess.Popen | Launched, timeout: float | None) -> None:
     """Wait for the process, reading (and dropping) what it still writes to our pipes."""
     if process.stdin and process.stdin.closed:
         process.stdin = None  # closed by us already: communicate() would flush it

@@ -35,6 +35,7 @@ from workshop.harness import (
     quote_problems,
     start_server,
     waited_in_vain,
+    warm_up,
 )
 from workshop.steps import guide_link
 
@@ -77,6 +78,16 @@ def pytest_configure(config):
     # Each server runs in its own session (so stop() can end its whole group), which a terminal's Ctrl-C does
     # not reach. A SIGTERM (a CI timeout, `kill`) becomes a KeyboardInterrupt, so that the fixtures still stop them.
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+_warming: list[bool] = []
+
+
+def pytest_itemcollected(item):
+    """The first check found: this run will start servers, so get ready to start them."""
+    if not _warming and is_step_check(item):
+        _warming.append(True)
+        warm_up()
 
 
 def _interrupt(signum, frame):
