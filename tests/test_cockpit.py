@@ -25,7 +25,7 @@ from workshop import share
 from workshop.bots import NAMES
 from workshop.cockpit.board import checks_of
 from workshop.cockpit.server import tell_cockpit
-from workshop.harness import eventually, join, start_server
+from workshop.harness import POLL_MS, eventually, join, start_server
 from workshop.pictures import save_if_changed
 from workshop.ports import free_port, port_is_free
 from workshop.steps import ROOT, finished, step
@@ -215,6 +215,7 @@ def test_the_projector_view_shows_how_to_join_who_is_online_and_a_quiet_chat(
             " && document.getElementById('count').textContent.startsWith('20 in the room')",
             arg=CONVERSATION[-1][1],
             timeout=WAIT * 1000,
+            polling=POLL_MS,
         )
         lines = page.locator("#lines .line").all_inner_texts()
         assert lines[0] == "Ada, Grace, Linus and 17 others joined", lines
@@ -251,10 +252,12 @@ def test_the_projector_view_shows_how_to_join_who_is_online_and_a_quiet_chat(
         page.wait_for_function(
             "() => [...document.querySelectorAll('#lines .line')].some(l => l.textContent === 'Mary joined')",
             timeout=WAIT * 1000,
+            polling=POLL_MS,
         )
         page.wait_for_function(
             "() => document.getElementById('count').textContent.startsWith('21 in the room')",
             timeout=WAIT * 1000,
+            polling=POLL_MS,
         )
 
 
@@ -410,6 +413,7 @@ def test_a_class_reports_to_a_real_dashboard(
         "() => document.querySelectorAll('#grid tbody tr').length === 6"
         " && document.querySelector('#grid tbody tr.away') !== null",
         timeout=WAIT * 1000,
+        polling=POLL_MS,
     )
     rows = page.locator("#grid tbody tr").evaluate_all(
         "rows => rows.map(r => [r.cells[0].textContent, r.className,"
@@ -454,6 +458,7 @@ def test_a_class_reports_to_a_real_dashboard(
         "() => [...document.querySelectorAll('#grid tbody tr')].some(r => r.cells[0].textContent === 'Grace'"
         " && r.querySelector('td[data-step=\"4\"]').dataset.state === 'done')",
         timeout=WAIT * 1000,
+        polling=POLL_MS,
     )
     print(
         f"a check result reached the dashboard's page in {1000 * (time.monotonic() - started):.0f} ms"

@@ -14,6 +14,7 @@ import threading
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from workshop.harness import POLL_MS
 from workshop.starters import todo_blocks
 from workshop.steps import ROOT, STEPS
 
@@ -154,7 +155,7 @@ def test_the_code_follows_the_reader(open_page, step):
         for section in tied:
             bring_to_reading_line(tab, section["id"])
             try:
-                tab.wait_for_function(FOCUS_IN_VIEW, arg=section["id"])
+                tab.wait_for_function(FOCUS_IN_VIEW, arg=section["id"], polling=POLL_MS)
             except PlaywrightTimeout:
                 raise AssertionError(
                     f"{step.guide_page}#{section['id']} ({view}): the panel never "
@@ -184,6 +185,7 @@ def test_the_code_follows_the_reader(open_page, step):
     tab.wait_for_function(
         "name => document.querySelector('.guide-code').dataset.showing === name",
         arg=name,
+        polling=POLL_MS,
     )
     assert definition(name).search(marked_text(tab)), (
         f"{step.guide_page}: clicking `{name}` marks other code"
@@ -320,20 +322,21 @@ def test_every_shown_file_fits_88_columns():
 LAYOUT = """() => {
     const text = document.querySelector('.guide-text').getBoundingClientRect();
     const nav = document.querySelector('.md-sidebar--primary');
-    // Every view and file at once, so that one layout measures them all.
-    for (const hidden of document.querySelectorAll(
-        '.guide-code .guide-view[hidden], .guide-code .guide-pane[hidden]')) {
-      hidden.hidden = false;
-      hidden.dataset.shownForTest = '';
-    }
+    // Code is monospace: in each view, the file with the longest line is the one that
+    // would be cut first. Only it is laid out (all of them at once cost seconds a page).
+    const columns = code => Math.max(...code.textContent.split('\\n').map(
+        line => [...line.replace(/\\t/g, '    ')].reduce(
+            (n, c) => n + (c.codePointAt(0) > 0x10ff ? 2 : 1), 0)));
     const cut = [];
-    for (const code of document.querySelectorAll('.guide-code pre > code')) {
-      if (code.scrollWidth > code.clientWidth + 1)
-        cut.push(code.closest('.guide-file').id);
-    }
-    for (const shown of document.querySelectorAll('[data-shown-for-test]')) {
-      shown.hidden = true;
-      delete shown.dataset.shownForTest;
+    for (const view of document.querySelectorAll('.guide-code .guide-view')) {
+      const codes = [...view.querySelectorAll('pre > code')];
+      if (!codes.length) continue;
+      const widest = codes.reduce((a, b) => columns(b) > columns(a) ? b : a);
+      const hidden = [view, widest.closest('.guide-pane')].filter(e => e && e.hidden);
+      hidden.forEach(e => { e.hidden = false; });
+      if (widest.scrollWidth > widest.clientWidth + 1)
+        cut.push(widest.closest('.guide-file').id);
+      hidden.forEach(e => { e.hidden = true; });
     }
     return {text: text.width, cut, nav: getComputedStyle(nav).display};
 }"""

@@ -31,7 +31,7 @@ except ImportError:  # the browser fixture skips, and says how to install it
     sync_playwright = None  # type: ignore[assignment]
 
 from workshop.chromium import find_chromium
-from workshop.harness import WAIT_SECONDS, ChatServer, gave_up_waiting
+from workshop.harness import POLL_MS, WAIT_SECONDS, ChatServer, gave_up_waiting
 from workshop.pictures import save_if_changed
 from workshop.steps import ROOT
 
@@ -167,7 +167,10 @@ class ChatTab:
         """The text of the first line (after line number `after`) that contains `text`; waits for it."""
         try:
             self.page.wait_for_function(
-                FIND_LINE_JS, arg=[text, kind, after], timeout=timeout * 1000
+                FIND_LINE_JS,
+                arg=[text, kind, after],
+                timeout=timeout * 1000,
+                polling=POLL_MS,
             )
         except PlaywrightTimeout:
             gave_up_waiting(timeout)
@@ -188,6 +191,7 @@ class ChatTab:
                 "text => document.getElementById('status').textContent.startsWith(text)",
                 arg=text,
                 timeout=timeout * 1000,
+                polling=POLL_MS,
             )
         except PlaywrightTimeout:
             gave_up_waiting(timeout)

@@ -42,6 +42,9 @@ WAIT_SECONDS = float(os.environ.get("CHECK_WAIT_SECONDS", "3"))
 # Put first on every server's PYTHONPATH: its sitecustomize lets a check see where a hung server
 # waits, and shorten the interpreter's thread switches to make a race happen (diagnoses.py).
 SERVER_SITE = Path(__file__).with_name("server_site")
+# A browser check's wait polls the page every 25 ms: Playwright's default polls on every
+# animation frame, so a waiting tab draws 60 frames a second (performance.md#make-test).
+POLL_MS = 25
 # How often a wait looks at the server's log for an error while nothing arrives.
 LOG_POLL_SECONDS = 0.05
 # After this long without a message, a wait looks at where the server's threads are.

@@ -11,7 +11,7 @@ import time
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from workshop.harness import join, start_server
+from workshop.harness import POLL_MS, join, start_server
 from workshop.sse_client import ask, no_retry
 
 # The browser fixtures: browser_context (see workshop/browser.py).
@@ -78,6 +78,7 @@ def test_the_board_follows_the_room_in_chromium(
                     .some(item => item.textContent === line)""",
                 arg=[count, line],
                 timeout=FEED_WAIT_SECONDS * 3000,
+                polling=POLL_MS,
             )
         except PlaywrightError:
             shown = page.locator("body").inner_text()

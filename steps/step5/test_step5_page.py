@@ -8,7 +8,7 @@ would, and reads what the page shows. Without Chromium they skip, and say how to
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from workshop.harness import WAIT_SECONDS, start_server
+from workshop.harness import POLL_MS, WAIT_SECONDS, start_server
 
 # The browser fixtures: open_tab, checkpoint_screenshot (see workshop/browser.py).
 pytest_plugins = ["workshop.browser"]
@@ -84,7 +84,7 @@ def test_html_in_a_message_or_a_name_shows_as_text_and_never_runs(open_tab):
     sender, reader = open_tab(), open_tab()
     sender.say(INJECTED_MESSAGE)
     shown = reader.wait_for_line(f"{sender.name}: ", kind="chat")
-    reader.page.wait_for_function(IMAGES_SETTLED)
+    reader.page.wait_for_function(IMAGES_SETTLED, polling=POLL_MS)
     assert reader.page.title() != "pwned", (
         f"The message {INJECTED_MESSAGE} ran as code in the other tab: it changed the "
         "page's title to 'pwned'. "
@@ -99,7 +99,7 @@ def test_html_in_a_message_or_a_name_shows_as_text_and_never_runs(open_tab):
     reader.wait_for_line(f"is now known as {INJECTED_NAME}", kind="system")
     sender.say("a name can carry HTML too")
     shown = reader.wait_for_line("a name can carry HTML too", kind="chat")
-    reader.page.wait_for_function(IMAGES_SETTLED)
+    reader.page.wait_for_function(IMAGES_SETTLED, polling=POLL_MS)
     assert not reader.dialogs, (
         f"The name {INJECTED_NAME} ran as code in the other tab (it opened an alert). "
         "The page turns names into HTML (innerHTML); put them in with textContent."
