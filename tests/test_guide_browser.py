@@ -329,9 +329,10 @@ LAYOUT = """() => {
             (n, c) => n + (c.codePointAt(0) > 0x10ff ? 2 : 1), 0)));
     const cut = [];
     for (const view of document.querySelectorAll('.guide-code .guide-view')) {
-      const codes = [...view.querySelectorAll('pre > code')];
+      const codes = [...view.querySelectorAll('pre > code')].map(
+          code => [columns(code), code]);
       if (!codes.length) continue;
-      const widest = codes.reduce((a, b) => columns(b) > columns(a) ? b : a);
+      const [, widest] = codes.reduce((a, b) => b[0] > a[0] ? b : a);
       const hidden = [view, widest.closest('.guide-pane')].filter(e => e && e.hidden);
       hidden.forEach(e => { e.hidden = false; });
       if (widest.scrollWidth > widest.clientWidth + 1)

@@ -3,11 +3,11 @@
 A check's server is a fresh `python -m workshop.serve FOLDER ...` (harness.server_command),
 and a fresh interpreter spends about 0.15 s of CPU importing Python, Cello and the app's
 libraries before it serves: a learner's run of a step's checks starts several, `make test`
-about a thousand. The first server a test process starts also starts this module's
+about 490. The first server a test process starts also starts this module's
 *launcher*, which imports all that once and then forks for each server. The child sets up
 what the fresh interpreter would have (arguments, environment, working folder, sys.path,
 the sitecustomize, a session of its own, its output file) and runs the same module or
-app.py, so a check cannot tell the difference (docs/performance.md#make-test).
+app.py, so a check cannot tell the difference (docs/performance.md#launcher).
 
 Only where the command is one of the two the harness uses and the interpreter would start
 the same way: same executable, same PYTHON* and locale variables. Otherwise, and on macOS
@@ -189,9 +189,7 @@ _connections_lock = threading.Lock()
 def _startup_values(environment: dict[str, str]) -> tuple:
     return tuple(
         sorted(
-            (k, v)
-            for k, v in environment.items()
-            if k.startswith(STARTUP_VARIABLES) and k not in PER_SERVER
+            (k, v) for k, v in environment.items() if k.startswith(STARTUP_VARIABLES)
         )
     )
 
@@ -239,11 +237,10 @@ def _connection(environment: dict[str, str]) -> _Connection | None:
         if key not in _connections:
             if not _connections:
                 atexit.register(close_all)
-            connection: _Connection | None = _Connection(environment)
-            if connection is not None and not connection.ready:  # it failed to start
+            connection = _Connection(environment)
+            if not connection.ready:  # it could not import Cello, or no pidfd_open
                 connection.close()
-                connection = None
-            _connections[key] = connection
+            _connections[key] = connection if connection.ready else None
         return _connections[key]
 
 
