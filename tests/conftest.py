@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from workshop import shipped
+from workshop import launcher, shipped
 from workshop.mistakes import check_command
 from workshop.progress import junit_cases
 from workshop.steps import ROOT, Step
@@ -125,21 +125,20 @@ def run_step_checks(
     # An app that keeps data (the login chapter's accounts and key) keeps it here, never
     # in the user's own data folder; the checks that need their own set CHAT_DATA.
     data = tmp_path / f"chat-data-{len(list(tmp_path.iterdir()))}"
-    finished = subprocess.run(
+    # Forked from a launcher that has imported pytest, where it can (workshop/launcher.py).
+    status, output = launcher.run_captured(
         command,
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        cwd or ROOT,
         # Options given to the outer pytest (PYTEST_ADDOPTS=-k ...) are not the checks'.
-        env={
+        {
             **{k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"},
             "CHAT_DATA": str(data),
             **(env or {}),
         },
+        timeout=300,
     )
     cases = junit_cases(report) if report.exists() else {}
-    return CheckRun(finished.returncode, finished.stdout + finished.stderr, cases)
+    return CheckRun(status, output, cases)
 
 
 @pytest.fixture(scope="session")

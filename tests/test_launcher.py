@@ -4,6 +4,8 @@ command line, output and exit status. The harness uses it on Linux to start the
 checks' servers faster; nothing a check looks at may differ."""
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -142,3 +144,79 @@ def test_commands_it_cannot_run_as_a_fork_are_left_to_the_caller(app, monkeypatc
         launcher.launch([sys.executable, str(app)], harness.ROOT, environment, 1)
         is None
     )
+
+
+PYTEST_PROBE = """
+import json, os, sys
+
+import psutil
+import workshop
+
+
+def test_probe():
+    print(json.dumps({
+        "argv": sys.argv[1:],
+        "path0": sys.path[0],
+        "cwd": os.getcwd(),
+        "workshop": workshop.__file__,
+        "probe": os.environ.get("PROBE"),
+        "own session": os.getsid(0) == os.getpid(),
+        "stdin": os.read(0, 10).decode(),
+        "stdout buffered": not sys.stdout.write_through,
+    }))
+    print("to errors", file=sys.stderr)
+    assert os.environ["PROBE"] == "pass"
+"""
+
+
+@pytest.mark.parametrize("verdict", ["pass", "fail"])
+def test_a_launched_pytest_runs_as_python_m_pytest_would(tmp_path, verdict):
+    """A run of the checks forked from the pytest launcher prints the same report and
+    ends the same way, and imports the workshop from its own folder (a clone's), not
+    from the repository the launcher started in."""
+    (tmp_path / "workshop").mkdir()
+    (tmp_path / "workshop" / "__init__.py").write_text("")
+    (tmp_path / "test_probe.py").write_text(PYTEST_PROBE)
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "-q"]
+    environment = {**os.environ, "PROBE": verdict}
+    environment.pop("PYTEST_ADDOPTS", None)
+    try:
+        launched = launcher.popen_captured(command, tmp_path, environment)
+        assert isinstance(launched, launcher.Captured), "the launcher did not take it"
+        output, _ = launched.communicate(timeout=60)
+    finally:
+        launcher.close_all()
+    fresh = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+    )
+    assert launched.returncode == fresh.returncode == (0 if verdict == "pass" else 1)
+    timeless = re.compile(r" in [0-9.]+s")
+    assert timeless.sub("", output) == timeless.sub("", fresh.stdout)
+    probe = json.loads(next(line for line in output.splitlines() if "argv" in line))
+    assert probe["workshop"] == str(tmp_path / "workshop" / "__init__.py")
+    assert probe["path0"] == probe["cwd"] == str(tmp_path)
+
+
+def test_a_run_that_outlasts_its_timeout_is_stopped(tmp_path):
+    (tmp_path / "test_slow.py").write_text(
+        "import time\n\ndef test_slow():\n    time.sleep(60)\n"
+    )
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            launcher.run_captured(command, tmp_path, dict(os.environ), timeout=3)
+    finally:
+        launcher.close_all()
+    assert not [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ]

@@ -14,14 +14,13 @@ Two kinds of pasted output:
 
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from workshop import mistakes
+from workshop import launcher, mistakes
 from workshop.steps import ROOT, step
 
 PAGES = sorted((ROOT / "docs").glob("*.md"))
@@ -69,7 +68,7 @@ def marked_blocks() -> list[tuple[str, re.Match]]:
 
 def progress_lines(tree: Path, folder: str) -> tuple[int, list[str]]:
     """How many checks a passing run collects, and the lines it prints for their files."""
-    listed = subprocess.run(
+    _, listed = launcher.run_captured(
         [
             sys.executable,
             "-m",
@@ -80,11 +79,10 @@ def progress_lines(tree: Path, folder: str) -> tuple[int, list[str]]:
             "no:cacheprovider",
         ]
         + [f"steps/{folder}"],
-        cwd=tree,
-        capture_output=True,
-        text=True,
+        tree,
+        dict(os.environ),
         timeout=120,
-    ).stdout
+    )
     files: dict[str, int] = {}
     for line in listed.splitlines():
         if "::" in line:
@@ -145,15 +143,10 @@ def test_a_pasted_check_output_is_what_the_checks_print(page, match, shipped_tre
         command += [f"--app={app_dir}", f"steps/{folder}"]
         if selected:
             command += ["-k", " or ".join(selected)]
-        ran = subprocess.run(
-            command,
-            cwd=shipped_tree.root,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            env={**os.environ, **env},
+        _, ran = launcher.run_captured(
+            command, shipped_tree.root, {**os.environ, **env}, timeout=180
         )
-    printed = [normalised(line) for line in ran.stdout.splitlines()]
+    printed = [normalised(line) for line in ran.splitlines()]
     wanted = [
         normalised(line)
         for line in block.splitlines()[(1 if block.startswith("$ ") else 0) :]
@@ -167,7 +160,7 @@ def test_a_pasted_check_output_is_what_the_checks_print(page, match, shipped_tre
             raise AssertionError(
                 f"docs/{page}: the output pasted after `check-output: steps/{folder} on "
                 f"{app}` has a line the checks no longer print:\n    {line}\n"
-                f"They print:\n{ran.stdout[-5000:]}"
+                f"They print:\n{ran[-5000:]}"
             ) from None
 
 

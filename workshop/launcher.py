@@ -9,9 +9,14 @@ what the fresh interpreter would have (arguments, environment, working folder, s
 the sitecustomize, a session of its own, its output file) and runs the same module or
 app.py, so a check cannot tell the difference (docs/performance.md#launcher).
 
-Only where the command is one of the two the harness uses and the interpreter would start
-the same way: same executable, same PYTHON* and locale variables. Otherwise, and on macOS
-and Windows (fork without exec is unsafe or missing there), the harness starts the command
+The checks themselves run the same way where the repository's tests start them (the
+mistakes gate, the ladder of tests/test_steps.py): `python -m pytest ...` forked from a
+second kind of launcher, which has imported pytest and the checks' libraries, but nothing
+of the workshop's own (that comes from the tree the run grades); `run_captured` starts it.
+
+Only where the command is one the launcher knows and the interpreter would start the same
+way: same executable, same PYTHON* and locale variables. Otherwise, and on macOS and
+Windows (fork without exec is unsafe or missing there), the caller starts the command
 itself (`launch` returns None).
 """
 
@@ -29,14 +34,29 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 import psutil
 
-# What every chat app imports (Cello imports asyncio to run), imported once in the launcher.
-PRELOAD = ("cello", "workshop.serve", "asyncio")
+# What each kind of launcher imports once: what every chat app imports (Cello imports
+# asyncio to run), or what a run of the checks does (pytest, its plugins, the clients).
+PRELOAD = {
+    "server": ("cello", "workshop.serve", "asyncio"),
+    "pytest": (
+        "pytest",  # not its plugins (xdist): pytest rewrites their asserts on import
+        "playwright.sync_api",
+        "websockets.sync.client",
+        "psutil",
+        "xml.etree.ElementTree",
+        "pygments.lexers.python",
+        "pygments.formatters.terminal",
+    ),
+}
+# A run of the checks imports these afresh from the folder it runs in (a clone's own).
+FRESH = {"pytest": ("workshop", "conftest")}
 # Read by the interpreter when it starts: a launcher serves only commands whose environment
 # has the same values for these as its own (else the fork would differ from a fresh start).
 STARTUP_VARIABLES = ("PYTHON", "LC_", "LANG")
@@ -95,6 +115,11 @@ class Launched:
         if self._status >= 0:
             os.close(self._status)
 
+    def take_status(self) -> int:
+        """Hand its status pipe over (to a Captured of the same process)."""
+        status, self._status = self._status, -1
+        return status
+
     def _settle(self, timeout: float | None) -> bool:
         """Wait up to `timeout` for its end; True once `returncode` is set."""
         with self._lock:
@@ -120,6 +145,96 @@ class Launched:
         return True
 
 
+class Captured(Launched):
+    """A command started by the launcher with its output and errors in a pipe: the parts
+    of subprocess.Popen(..., stdout=PIPE, stderr=STDOUT, text=True) its callers use."""
+
+    def __init__(self, args: list[str], pid: int, status: int, output: int):
+        super().__init__(args, pid, status)
+        self._output, self._read = output, bytearray()
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, None]:
+        """Everything it printed once it ends; TimeoutExpired (keeping what came so
+        far for the next call) if that takes more than `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiting = select.poll()
+        waiting.register(self._output, select.POLLIN)
+        while self._output >= 0:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            if waiting.poll(None if left is None else left * 1000):
+                chunk = os.read(self._output, 1 << 16)
+                if chunk:
+                    self._read += chunk
+                else:
+                    os.close(self._output)
+                    self._output = -1
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self.wait(left)
+        return self._read.decode("utf-8", "replace"), None
+
+    def __del__(self) -> None:
+        super().__del__()
+        if self._output >= 0:
+            os.close(self._output)
+
+
+def popen_captured(
+    command: list[str], cwd: Path, environment: dict[str, str]
+) -> Captured | subprocess.Popen:
+    """`command` in a session of its own, its output and errors in one pipe: forked from
+    a launcher where it can, else started the usual way."""
+    reader, writer = os.pipe()
+    try:
+        started = launch(command, cwd, environment, writer)
+    finally:
+        os.close(writer)
+    if isinstance(started, Launched):
+        return Captured(command, started.pid, started.take_status(), reader)
+    os.close(reader)
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+
+
+def run_captured(
+    command: list[str], cwd: Path, environment: dict[str, str], timeout: float
+) -> tuple[int, str]:
+    """Run `command` to its end, as popen_captured starts it: its exit status and what
+    it printed. Past `timeout` seconds, or on Ctrl-C, it is stopped (and the error
+    raised): it runs in its own session, where a Ctrl-C in the terminal does not reach."""
+    process = popen_captured(command, cwd, environment)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except BaseException:
+        stop(process)
+        raise
+    return process.wait(), output
+
+
+def stop(process: Captured | subprocess.Popen, grace: float = 10.0) -> str:
+    """Stop a run started by popen_captured, and return what it printed: SIGTERM first
+    (a run of the checks then stops the servers and browsers it started), SIGKILL to
+    what is left of its session after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+    return output or ""
+
+
 def _alive(pid: int, timeout: float | None) -> bool:
     try:
         psutil.Process(pid).wait(timeout)
@@ -133,11 +248,11 @@ def _alive(pid: int, timeout: float | None) -> bool:
 class _Connection:
     """One launcher, started by this process, and the socket it listens on."""
 
-    def __init__(self, environment: dict[str, str]):
+    def __init__(self, kind: str, environment: dict[str, str]):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         own = {k: v for k, v in environment.items() if k not in PER_SERVER}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "workshop.launcher", str(theirs.fileno())],
+            [sys.executable, "-m", "workshop.launcher", str(theirs.fileno()), kind],
             cwd=Path(__file__).resolve().parent.parent,
             env=own,
             stdin=subprocess.DEVNULL,
@@ -194,15 +309,18 @@ def _startup_values(environment: dict[str, str]) -> tuple:
     )
 
 
-def _job(command: list[str]) -> dict | None:
-    """The request for a command the launcher can run: `python -m workshop.serve ...`
-    or `python path/app.py ...`; None for any other."""
+def _job(command: list[str]) -> tuple[str, dict] | None:
+    """The kind of launcher and the request for a command it can run: `python -m
+    workshop.serve ...` or `python path/app.py ...` (a server), `python -m pytest ...`
+    (the checks); None for any other."""
     if len(command) < 2 or command[0] != sys.executable:
         return None
     if command[1:3] == ["-m", "workshop.serve"]:
-        return {"module": "workshop.serve", "argv": command[3:]}
+        return "server", {"module": "workshop.serve", "argv": command[3:]}
+    if command[1:3] == ["-m", "pytest"]:
+        return "pytest", {"module": "pytest", "argv": command[3:]}
     if command[1].endswith(".py") and not command[1].startswith("-"):
-        return {"path": command[1], "argv": command[2:]}
+        return "server", {"path": command[1], "argv": command[2:]}
     return None
 
 
@@ -210,7 +328,7 @@ def prepare(environment: dict[str, str]) -> None:
     """Start the launcher for servers with this environment now, if it is not started:
     the first server then starts as fast as the next."""
     if available():
-        _connection(environment)
+        _connection("server", environment)
 
 
 def launch(
@@ -218,10 +336,11 @@ def launch(
 ) -> Launched | None:
     """Start `command` as a fork of this process's launcher (started on first use), its
     output and errors to the file descriptor `output`; None where it cannot."""
-    job = _job(command)
-    if job is None or not available():
+    found = _job(command)
+    if found is None or not available():
         return None
-    connection = _connection(environment)
+    kind, job = found
+    connection = _connection(kind, environment)
     if connection is None:
         return None
     request = {**job, "cwd": str(cwd), "env": environment, "title": command}
@@ -231,13 +350,13 @@ def launch(
     return Launched(command, *started)
 
 
-def _connection(environment: dict[str, str]) -> _Connection | None:
-    key = _startup_values(environment)
+def _connection(kind: str, environment: dict[str, str]) -> _Connection | None:
+    key = (kind, *_startup_values(environment))
     with _connections_lock:
         if key not in _connections:
             if not _connections:
                 atexit.register(close_all)
-            connection = _Connection(environment)
+            connection = _Connection(kind, environment)
             if not connection.ready:  # it could not import Cello, or no pidfd_open
                 connection.close()
             _connections[key] = connection if connection.ready else None
@@ -256,12 +375,16 @@ def close_all() -> None:
 # --- the launcher's side ----------------------------------------------------------------
 
 
-def serve(control: socket.socket) -> Callable[[], None]:
+def serve(control: socket.socket, kind: str) -> Callable[[], None]:
     """Fork a child for each request until the socket ends. Returns only in a child: the
     job it is to run, everything of the launcher's closed."""
-    for name in PRELOAD:
+    for name in PRELOAD[kind]:
         with contextlib.suppress(ImportError):
             __import__(name)
+    if kind == "pytest":  # where pytest looks for plugins, read once
+        import importlib.metadata
+
+        importlib.metadata.entry_points(group="pytest11")
     os.close(os.pidfd_open(os.getpid()))  # Linux 5.3 or later, else no launcher
     control.send(b"ready")
     children: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, status pipe)
@@ -296,7 +419,7 @@ def serve(control: socket.socket) -> Callable[[], None]:
                     os.close(other)
                 os.close(status)
                 control.close()
-                return _child(request, output)
+                return _child(request, output, FRESH.get(kind, ()))
             os.close(output)
             pidfd = os.pidfd_open(pid)
             children[pidfd] = (pid, status)
@@ -304,8 +427,9 @@ def serve(control: socket.socket) -> Callable[[], None]:
             control.send(json.dumps({"pid": pid}).encode())
 
 
-def _child(request: dict, output: int) -> Callable[[], None]:
-    """Become what `python -m MODULE ARGS` (or `python PATH ARGS`) would be."""
+def _child(request: dict, output: int, fresh: tuple[str, ...]) -> Callable[[], None]:
+    """Become what `python -m MODULE ARGS` (or `python PATH ARGS`) would be; the modules
+    named in `fresh` (and theirs) are forgotten, to be imported again from its folder."""
     os.setsid()
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -320,6 +444,8 @@ def _child(request: dict, output: int) -> Callable[[], None]:
     # As the interpreter puts them first: the working folder for -m, else the script's.
     script = request.get("path")
     sys.path[0] = str(Path(script).resolve().parent) if script else request["cwd"]
+    for name in [m for m in sys.modules if m.split(".")[0] in fresh]:
+        del sys.modules[name]
     # What it does with the server's own environment (server_site/sitecustomize.py).
     site = getattr(sys.modules.get("sitecustomize"), "__file__", None)
     if site:
@@ -329,7 +455,9 @@ def _child(request: dict, output: int) -> Callable[[], None]:
         try:
             if script is None:
                 sys.argv = [request["module"], *request["argv"]]
-                sys.modules.pop(request["module"], None)  # runs afresh, as __main__
+                # Runs afresh, as __main__ (a package runs its __main__, never imported).
+                if not hasattr(sys.modules.get(request["module"]), "__path__"):
+                    sys.modules.pop(request["module"], None)
                 runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
             else:
                 sys.argv = [script, *request["argv"]]
@@ -363,5 +491,5 @@ def _from_the_job(tb: TracebackType | None) -> TracebackType | None:
 
 
 if __name__ == "__main__":
-    job = serve(socket.socket(fileno=int(sys.argv[1])))
+    job = serve(socket.socket(fileno=int(sys.argv[1])), sys.argv[2])
     job()  # in a forked child: the interpreter ends as a fresh one would after it

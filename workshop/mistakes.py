@@ -30,6 +30,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workshop import launcher
 from workshop.starters import app_files
 from workshop.steps import ROOT, Step, step
 
@@ -226,21 +227,17 @@ def run_batch(
     for inherited in ("CHECK_WAIT_SECONDS", "CHECK_GIVE_UP_SECONDS", "PYTEST_ADDOPTS"):
         environment.pop(inherited, None)  # the learner's defaults, not a test run's
     limit = HANG_SECONDS + 20 * len(mistakes)
-    process = subprocess.Popen(
+    process = launcher.popen_captured(
         check_command(apps, [checks / folder], report),
-        cwd=checks.parent,  # the tree the checks come from: a learner's clone
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=environment,
-        start_new_session=True,
+        checks.parent,  # the tree the checks come from: a learner's clone
+        environment,
     )
     _running.add(process)
     try:
         output, _ = process.communicate(timeout=limit)
-        status = process.returncode
+        status = process.wait()
     except subprocess.TimeoutExpired:
-        output, status = _stop(process), None
+        output, status = launcher.stop(process), None
     finally:
         _running.discard(process)
     runs = [Run(m, status, STARTUP_SECONDS) for m in mistakes]
@@ -269,7 +266,8 @@ def run_batch(
 
 
 _reports = itertools.count()
-_running: set[subprocess.Popen] = set()  # the batches' pytest runs going on now
+# The batches' pytest runs going on now.
+_running: set[subprocess.Popen | launcher.Captured] = set()
 
 
 def _interrupt_running(grace: float = 10.0) -> None:
@@ -284,20 +282,6 @@ def _interrupt_running(grace: float = 10.0) -> None:
         deadline = time.monotonic() + grace
         while _running and time.monotonic() < deadline:
             time.sleep(0.1)
-
-
-def _stop(process: subprocess.Popen) -> str:
-    """Stop a batch's pytest and return what it printed. SIGTERM first: the checks'
-    fixtures then stop the servers and browsers they started."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        output, _ = process.communicate(timeout=10)
-    except ProcessLookupError:
-        output, _ = process.communicate()
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-    return output or ""
 
 
 STARTUP_SECONDS = 1.0  # Python and pytest starting, which a batch does only once
