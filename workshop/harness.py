@@ -1027,7 +1027,14 @@ class RawParticipant:
     """A bare WebSocket connection that reads only when told to: a participant who stopped
     reading, or whose laptop vanished, or just a cheap member of a big audience."""
 
-    def __init__(self, server: ChatServer, receive_buffer: int | None = None):
+    def __init__(
+        self,
+        server: ChatServer,
+        receive_buffer: int | None = None,
+        joined: bool = True,
+    ):
+        """Connects and asks to join; `joined=False` returns without waiting for the
+        answer (a crowd asks all at once), and finish_joining() waits for it."""
         self.sock = socket.socket()
         if receive_buffer:
             # Before connect(): the buffer also decides the TCP window the server may fill.
@@ -1042,6 +1049,17 @@ class RawParticipant:
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                 "Sec-WebSocket-Version: 13\r\n\r\n".encode()
             )
+        except OSError as problem:
+            self.sock.close()
+            raise AssertionError(
+                f"A new participant could not connect: {problem}."
+            ) from None
+        if joined:
+            self.finish_joining()
+
+    def finish_joining(self) -> None:
+        """Wait for the server's answer to the handshake: 101, the WebSocket is open."""
+        try:
             while b"\r\n\r\n" not in self.data:
                 chunk = self.sock.recv(4096)
                 if not chunk:
@@ -1150,8 +1168,12 @@ def a_room_hears(
     before = server.get_json("/users")["count"]
     room = []
     try:
+        # All knock at once, then each waits to be let in: joining one after the other
+        # would add a round trip per participant to the check's time.
         for _ in range(size):
-            room.append(RawParticipant(server))
+            room.append(RawParticipant(server, joined=False))
+        for member in room:
+            member.finish_joining()
         counted = _count_while_it_grows(server, size)
         if counted != size:
             raise AssertionError(
