@@ -1160,20 +1160,30 @@ def _count_while_it_grows(server: ChatServer, size: int) -> int:
 
 
 def a_room_hears(
-    server: ChatServer, size: int, why: str, nobody: CheckFailure | None = None
+    server: ChatServer,
+    size: int,
+    why: str,
+    nobody: CheckFailure | None = None,
+    together: int = 1,
 ) -> None:
-    """`size` participants join; the last one speaks, and every one of them must hear it.
-    `nobody`: the failure when all joined and not one heard it (delivery, not threads)."""
+    """`size` participants join, `together` at a time; the last one speaks, and every
+    one of them must hear it. `nobody`: the failure when all joined and not one heard
+    it (delivery, not threads)."""
     allow_open_sockets(size)
     before = server.get_json("/users")["count"]
-    room = []
+    room: list[RawParticipant] = []
     try:
-        # All knock at once, then each waits to be let in: joining one after the other
-        # would add a round trip per participant to the check's time.
-        for _ in range(size):
-            room.append(RawParticipant(server, joined=False))
-        for member in room:
-            member.finish_joining()
+        # `together` knock at once, then each waits to be let in: for coroutines, far
+        # quicker than one after the other; `def` handlers' threads, all started at
+        # once, wait on each other instead (docs/performance.md#crowds).
+        while len(room) < size:
+            wave = [
+                RawParticipant(server, joined=False)
+                for _ in range(min(together, size - len(room)))
+            ]
+            room += wave
+            for member in wave:
+                member.finish_joining()
         counted = _count_while_it_grows(server, size)
         if counted != size:
             raise AssertionError(

@@ -58,6 +58,7 @@ def test_a_room_larger_than_any_thread_pool_is_served(server):
             "add_client must keep it in `outboxes`.",
             read="room.md#outboxes",
         ),
+        together=ROOM,  # coroutines let a crowd in at once (docs/performance.md#crowds)
     )
 
 
