@@ -93,20 +93,22 @@ def test_a_participant_who_stops_reading_cannot_freeze_the_room(quick_to_give_up
     observer.wait_for_system("is now known as Chatter")  # both names settled first
     staller, staller_name = join_raw(server, receive_buffer=4096)  # never reads a byte
     gone = f"{staller_name} left the chat"
-    filler = "x" * 1900  # big messages fill the staller's buffers (a few MB) sooner
+    # Big messages fill the staller's buffers (a few MB) sooner: 1,900 characters, each
+    # sent as 6 bytes (JSON writes a euro sign as \u20ac), 11 KB a message.
+    filler = "\u20ac" * 1900
     sent = 0
     try:
-        # Chat until the server gives up on the staller (20 MB at most). After each
+        # Chat until the server gives up on the staller (22 MB at most). After each
         # batch the observer must hear its last message: the room keeps flowing.
         while not any(
             isinstance(m, dict) and m.get("message") == gone for m in observer.received
         ):
-            assert sent < 10_000, (
-                f"{sent} messages (20 MB) later, {staller_name}, who reads nothing, "
+            assert sent < 2_000, (
+                f"{sent} messages (22 MB) later, {staller_name}, who reads nothing, "
                 "was still not announced as left: one who falls too far behind must "
                 "be dropped."
             )
-            for _ in range(400):
+            for _ in range(80):
                 chatter.say(f"{sent} {filler}")
                 sent += 1
             last = f"{sent - 1} "
