@@ -112,6 +112,7 @@ def test_an_error_in_the_app_reads_as_it_would_without_the_launcher(app):
 
 def test_a_server_outlives_a_killed_launcher_and_can_still_be_stopped(app):
     app.write_text("import time\n\ntime.sleep(60)\n")
+    launcher.close_all()  # the one this test starts is then the only one
     with tempfile.TemporaryFile() as output:
         process = launcher.launch(
             [sys.executable, str(app)],
