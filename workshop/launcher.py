@@ -42,7 +42,7 @@ from types import TracebackType
 import psutil
 
 # What each kind of launcher imports once: what every chat app imports (Cello imports
-# asyncio to run), or what a run of the checks does (pytest, its plugins, the clients).
+# asyncio to run), or what a run of the checks does (pytest, Playwright, the clients).
 PRELOAD = {
     "server": ("cello", "workshop.serve", "asyncio"),
     "pytest": (
