@@ -50,18 +50,16 @@ def app(tmp_path):
     launcher.close_all()
 
 
-def run(command, environment, start):
+def run(command, environment, start, cwd=harness.ROOT):
     """What the command printed, and its exit status."""
     with tempfile.TemporaryFile() as output:
         if start == "launcher":
-            process = launcher.launch(
-                command, harness.ROOT, environment, output.fileno()
-            )
+            process = launcher.launch(command, cwd, environment, output.fileno())
             assert process is not None, "the launcher did not take the command"
         else:
             process = subprocess.Popen(
                 command,
-                cwd=harness.ROOT,
+                cwd=cwd,
                 env=environment,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
@@ -187,20 +185,10 @@ def test_a_launched_pytest_runs_as_python_m_pytest_would(tmp_path, verdict):
         output, _ = launched.communicate(timeout=60)
     finally:
         launcher.close_all()
-    fresh = subprocess.run(
-        command,
-        cwd=tmp_path,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=60,
-        start_new_session=True,
-    )
-    assert launched.returncode == fresh.returncode == (0 if verdict == "pass" else 1)
+    fresh, fresh_status = run(command, environment, "popen", cwd=tmp_path)
+    assert launched.returncode == fresh_status == (0 if verdict == "pass" else 1)
     timeless = re.compile(r" in [0-9.]+s")
-    assert timeless.sub("", output) == timeless.sub("", fresh.stdout)
+    assert timeless.sub("", output) == timeless.sub("", fresh)
     probe = json.loads(next(line for line in output.splitlines() if "argv" in line))
     assert probe["workshop"] == str(tmp_path / "workshop" / "__init__.py")
     assert probe["path0"] == probe["cwd"] == str(tmp_path)

@@ -41,6 +41,8 @@ from types import TracebackType
 
 import psutil
 
+from workshop import processes
+
 # What each kind of launcher imports once: what every chat app imports (Cello imports
 # asyncio to run), or what a run of the checks does (pytest, Playwright, the clients).
 PRELOAD = {
@@ -115,11 +117,6 @@ class Launched:
         if self._status >= 0:
             os.close(self._status)
 
-    def take_status(self) -> int:
-        """Hand its status pipe over (to a Captured of the same process)."""
-        status, self._status = self._status, -1
-        return status
-
     def _settle(self, timeout: float | None) -> bool:
         """Wait up to `timeout` for its end; True once `returncode` is set."""
         with self._lock:
@@ -187,11 +184,11 @@ def popen_captured(
     a launcher where it can, else started the usual way."""
     reader, writer = os.pipe()
     try:
-        started = launch(command, cwd, environment, writer)
+        started = _start(command, cwd, environment, writer)
     finally:
         os.close(writer)
-    if isinstance(started, Launched):
-        return Captured(command, started.pid, started.take_status(), reader)
+    if started is not None:
+        return Captured(command, *started, reader)
     os.close(reader)
     return subprocess.Popen(
         command,
@@ -215,24 +212,9 @@ def run_captured(
     try:
         output, _ = process.communicate(timeout=timeout)
     except BaseException:
-        stop(process)
+        processes.stop_and_read(process)
         raise
     return process.wait(), output
-
-
-def stop(process: Captured | subprocess.Popen, grace: float = 10.0) -> str:
-    """Stop a run started by popen_captured, and return what it printed: SIGTERM first
-    (a run of the checks then stops the servers and browsers it started), SIGKILL to
-    what is left of its session after `grace` seconds."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        output, _ = process.communicate(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-    return output or ""
 
 
 def _alive(pid: int, timeout: float | None) -> bool:
@@ -336,6 +318,15 @@ def launch(
 ) -> Launched | None:
     """Start `command` as a fork of this process's launcher (started on first use), its
     output and errors to the file descriptor `output`; None where it cannot."""
+    started = _start(command, cwd, environment, output)
+    return None if started is None else Launched(command, *started)
+
+
+def _start(
+    command: list[str], cwd: Path, environment: dict[str, str], output: int
+) -> tuple[int, int] | None:
+    """The pid of `command` forked from its kind of launcher, and the pipe its exit
+    status comes through; None where it cannot be."""
     found = _job(command)
     if found is None or not available():
         return None
@@ -344,10 +335,7 @@ def launch(
     if connection is None:
         return None
     request = {**job, "cwd": str(cwd), "env": environment, "title": command}
-    started = connection.launch(request, output)
-    if started is None:
-        return None
-    return Launched(command, *started)
+    return connection.launch(request, output)
 
 
 def _connection(kind: str, environment: dict[str, str]) -> _Connection | None:

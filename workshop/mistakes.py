@@ -30,7 +30,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workshop import launcher
+from workshop import launcher, processes
 from workshop.starters import app_files
 from workshop.steps import ROOT, Step, step
 
@@ -237,7 +237,7 @@ def run_batch(
         output, _ = process.communicate(timeout=limit)
         status = process.wait()
     except subprocess.TimeoutExpired:
-        output, status = launcher.stop(process), None
+        output, status = processes.stop_and_read(process), None
     finally:
         _running.discard(process)
     runs = [Run(m, status, STARTUP_SECONDS) for m in mistakes]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 if TYPE_CHECKING:
-    from workshop.launcher import Launched
+    from workshop.launcher import Captured, Launched
 
 GRACE_SECONDS = 5.0
 _GONE = (psutil.NoSuchProcess, psutil.ZombieProcess, ProcessLookupError)
@@ -95,6 +95,22 @@ def stop(
             process.wait()
     # What it started and left behind (a server stopped before its workers).
     stop_all([p for p in descendants if p.is_running()], grace)
+
+
+def stop_and_read(process: subprocess.Popen | Captured, grace: float = 10.0) -> str:
+    """Stop a run of the checks that leads its own session, and return what it printed
+    (launcher.popen_captured starts those): SIGTERM first (pytest then stops the servers
+    and browsers its fixtures started), SIGKILL to what is left of its session after
+    `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+    return output or ""
 
 
 def _drain(process: subprocess.Popen | Launched, timeout: float | None) -> None:
