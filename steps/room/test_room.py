@@ -103,11 +103,17 @@ def test_a_participant_who_stops_reading_cannot_freeze_the_room(quick_to_give_up
         while not any(
             isinstance(m, dict) and m.get("message") == gone for m in observer.received
         ):
-            assert sent < 2_000, (
-                f"{sent} messages (22 MB) later, {staller_name}, who reads nothing, "
-                "was still not announced as left: one who falls too far behind must "
-                "be dropped."
-            )
+            if sent >= 2_000:
+                # A fast machine sends all 22 MB before the 0.3 s give-up runs out.
+                try:
+                    observer.wait_for_system(gone)
+                except AssertionError:
+                    raise AssertionError(
+                        f"{sent} messages (22 MB) later, {staller_name}, who reads "
+                        "nothing, was still not announced as left: one who falls too "
+                        "far behind must be dropped."
+                    ) from None
+                break
             for _ in range(80):
                 chatter.say(f"{sent} {filler}")
                 sent += 1
