@@ -11,13 +11,13 @@ import time
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from workshop.harness import POLL_MS, join, start_server
+from workshop.harness import POLL_MS, WAIT_SECONDS, join, start_server
 from workshop.sse_client import ask, no_retry
 
 # The browser fixtures: browser_context (see workshop/browser.py).
 pytest_plugins = ["workshop.browser"]
 
-FEED_WAIT_SECONDS = 1.5  # short: the page reconnects often while the check runs
+FEED_WAIT_SECONDS = 0.75  # short: the page reconnects often while the check runs
 
 # Before the page's own script: every event its EventSource dispatches, in order.
 RECORD_EVENTS = """
@@ -36,7 +36,7 @@ window.EventSource = function (url, options) {
 
 @pytest.fixture(scope="module")
 def server(app_dir):
-    """The app as `python app.py --port P`, answering "no news" after 1.5 s."""
+    """The app as `python app.py --port P`, answering "no news" after 0.75 s."""
     env = {"CHAT_EVENTS_WAIT_SECONDS": str(FEED_WAIT_SECONDS)}
     running = start_server(app_dir, env=env, direct=True)
     yield running
@@ -77,7 +77,7 @@ def test_the_board_follows_the_room_in_chromium(
                   [...document.querySelectorAll('#changes li')]
                     .some(item => item.textContent === line)""",
                 arg=[count, line],
-                timeout=FEED_WAIT_SECONDS * 3000,
+                timeout=WAIT_SECONDS * 1000,
                 polling=POLL_MS,
             )
         except PlaywrightError:
@@ -95,7 +95,7 @@ def test_the_board_follows_the_room_in_chromium(
     shows("1", "Alice left")
     # Nothing happens for a while: the page asks again, and once more after an answer
     # with no news, each time with the id of the last event it saw.
-    waiting, deadline = len(asked) + 2, time.monotonic() + FEED_WAIT_SECONDS * 3
+    waiting, deadline = len(asked) + 2, time.monotonic() + WAIT_SECONDS
     while len(asked) < waiting and time.monotonic() < deadline:
         page.wait_for_timeout(50)  # Playwright reports requests while it waits
     carol, carol_name = join(connect)
