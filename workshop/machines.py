@@ -26,8 +26,8 @@ from workshop.ports import loopback_address
 from workshop.redis_server import RedisMissing, RedisServer, unavailable
 
 ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
-# The app's heartbeat in these checks (30 s in class): the silence limit is then 3 s.
-HEARTBEAT_SECONDS = 1.0
+# The app's heartbeat in these checks (30 s in class): the silence limit is then 1.5 s.
+HEARTBEAT_SECONDS = 0.5
 SILENCE_LIMIT_SECONDS = 3 * HEARTBEAT_SECONDS
 
 

@@ -5,9 +5,9 @@ Run: pytest steps/scale
 
 Each check starts a redis-server of its own on a free port, and copies of your app as
 `python app.py --host 127.0.0.N --port P`: 127.0.0.2 and 127.0.0.3 are this computer
-too, playing two machines. The heartbeat is 1 s instead of 30 (through the environment),
-so the silence limit is 3 s. Without redis-server these checks skip, and say how to
-install it.
+too, playing two machines. The heartbeat is 0.5 s instead of 30 (through the
+environment), so the silence limit is 1.5 s. Without redis-server these checks skip,
+and say how to install it.
 """
 
 import collections
@@ -151,7 +151,7 @@ def test_workers_make_one_room_and_each_pings_its_own(machines):
     for person in people:
         person.client.wait_for(
             lambda m: m.get("type") == "ping",
-            '{"type": "ping"} (the heartbeat, each second): start its thread in '
+            '{"type": "ping"} (the heartbeat, twice a second): start its thread in '
             '@app.on_event("startup"), not before app.run()',
             timeout=machine.silence_limit / 3 + WAIT_SECONDS,
         )
