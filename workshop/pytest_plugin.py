@@ -176,6 +176,10 @@ NOT_RUN_YET = (
     "not run yet: the browser and crowd checks run once the checks before them pass "
     "(they would only fail too). Fix the failures above first."
 )
+STUCK = (
+    "not run: its server is stuck on a lock (the failure above says where), and every "
+    "check of it would wait in vain. Fix that first, then run the checks again."
+)
 
 
 def is_slow(item) -> bool:
@@ -221,6 +225,8 @@ def pytest_runtest_call(item):
     for running in ChatServer.started:
         running.check_start = running.reported = len(running.output())
     item._servers_before = set(map(id, ChatServer.started))
+    if any(running.stuck for running in _servers_of(item)):
+        pytest.skip(STUCK)
     result = yield
     logged = [line for s in _servers_of(item) for line in s.new_problems()]
     if logged:
