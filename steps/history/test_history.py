@@ -119,11 +119,10 @@ def test_newcomers_joining_mid_conversation_get_each_message_once(connect):
     hears the rest live, with no message twice and none missing in between."""
     talker, name = join(connect)
     said = [f"fast {n}" for n in range(150)]
-    newcomers, heard_before = [], []
+    newcomers = []
 
     def let_them_join():
         for _ in range(5):
-            heard_before.append(count_chats(talker))
             newcomers.append(connect())
 
     for text in said[:30]:
@@ -135,11 +134,23 @@ def test_newcomers_joining_mid_conversation_get_each_message_once(connect):
         talker.say(text)
         talker.wait_for_chat(name, text)  # paced by the room's own answers
     joining.join()
-    for number, (newcomer, before) in enumerate(
-        zip(newcomers, heard_before, strict=True), 1
-    ):
-        got = [m["message"] for m in chats(newcomer.sync())]
+    talker.sync()  # the newcomers' arrivals, among the chat, as the room saw them
+    for number, newcomer in enumerate(newcomers, 1):
+        shown = newcomer.sync()
+        got = [m["message"] for m in chats(shown)]
         assert got, f"Newcomer {number} was shown nothing, and heard nothing live."
+        arrival = next(
+            (
+                m["message"]
+                for m in shown
+                if isinstance(m, dict)
+                and str(m.get("message")).endswith(" joined the chat")
+            ),
+            None,
+        )
+        assert arrival, f"Newcomer {number} was not told it joined: {shown[:3]}"
+        # Where the room announced it: that many chat messages were said before.
+        before = chats_before(talker, arrival)
         first = said.index(got[0])
         assert first < before, (
             f"Newcomer {number} joined after {before} messages, but the first it was "
@@ -316,8 +327,14 @@ def is_chat(message) -> bool:
     return isinstance(message, dict) and message.get("type") == "chat"
 
 
-def count_chats(client: ChatClient) -> int:
-    return sum(is_chat(m) for m in client.received)
+def chats_before(client: ChatClient, text: str) -> int:
+    """How many chat messages the client had received before the message `text`."""
+    count = 0
+    for message in client.received:
+        if isinstance(message, dict) and message.get("message") == text:
+            return count
+        count += is_chat(message)
+    raise AssertionError(f'The room was never told "{text}".')
 
 
 def chats(messages: list) -> list[dict]:
