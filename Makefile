@@ -68,8 +68,8 @@ docs-build: ## build the guide into site/, every warning an error (as make test 
 progress: ## every step: which pass, how many checks, what is next (FRESH=1 reruns all)
 	@$(WORKSHOP) progress $(if $(FRESH),--fresh)
 
-hint: ## [N] a hint for step N, one more each time (AGAIN=1 starts over)
-	@$(WORKSHOP) hint $(STEP_ARG) $(if $(AGAIN),--again)
+hint: ## [N] a hint for step N, one more each time (AGAIN=1 starts over, ALL=1 all seen)
+	@$(WORKSHOP) hint $(STEP_ARG) $(if $(AGAIN),--again) $(if $(ALL),--all)
 
 reset: ## [N] put steps/N back to its starter (yours is saved in .backups/ first)
 	@$(WORKSHOP) reset $(STEP_ARG)

@@ -173,6 +173,7 @@ def test_progress_solve_and_reset_on_a_fresh_clone(clone):
     assert "Next: step 1," in fresh.stdout
     every = ", ".join(step.key for step in STEPS)
     assert f"(not run: step {every}, as handed out," in fresh.stdout, fresh.output
+    assert "(checked " not in fresh.stdout, "nothing was checked: " + fresh.output
     print(f"progress on the untouched starters: {time.monotonic() - started:.1f} s")
 
     starter = (clone / "steps/step3/app.py").read_text()
@@ -205,6 +206,7 @@ def test_progress_solve_and_reset_on_a_fresh_clone(clone):
         after_solve.output
     )
     assert "not rerun" not in after_solve.stdout, after_solve.output
+    assert "(checked step 1, 3 in " in after_solve.stdout, after_solve.output
     others = ", ".join(step.key for step in STEPS if step.key not in ("1", "3"))
     assert f"(not run: step {others}, as handed out," in after_solve.stdout, (
         after_solve.output
@@ -391,8 +393,16 @@ def test_hint_gives_one_more_each_time_and_remembers(clone):
         "each step counts its own hints"
     )
     assert f"hint 1 of {count} (new)" in make(clone, "hint", "3", "AGAIN=1").stdout
+    second = make(clone, "hint", "3")
+    assert "(hint 1 again, with this one: `make hint 3 ALL=1`)" in second.stdout, (
+        second.output
+    )
     every = workshop(clone, "hint", "3", "--all")
-    assert every.stdout.count(f" of {count}") == 2, every.output
+    assert every.stdout.count(f" of {count}") == min(3, count), every.output
+    through_make = make(clone, "hint", "3", "ALL=1")
+    assert through_make.stdout.count(f" of {count}") == min(4, count), (
+        through_make.output
+    )
     assert (clone / ".workshop-state/hints.json").is_file() and ignored_by_git(clone)
 
 

@@ -67,7 +67,8 @@ def show(the_step: Step, again: bool = False, every: bool = False) -> int:
             f"{the_step.label.capitalize()}, hint {index} of {len(hints)}{new}:\n\n{formatted(hint)}\n"
         )
     if first > 1:
-        print(f"(hints 1-{first - 1} again: `python -m workshop hint {key} --all`)")
+        seen = "hint 1" if first == 2 else f"hints 1-{first - 1}"
+        print(f"({seen} again, with this one: `make hint {key} ALL=1`)")
     if shown < len(hints):
         print(f"Still stuck? `make hint {key}` again gives the next one.")
     else:

@@ -417,10 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print()
     print(next_step_advice(results))
-    print(
-        f"\n(checked in {seconds:.1f} s, waiting at most {PROGRESS_WAIT_SECONDS} s for each event; "
-        "`make check N` waits longer)"
-    )
+    ran = [r.step.key for r in results if not (r.as_handed_out or r.from_earlier_run)]
+    print()
+    if ran:
+        print(
+            f"(checked step {', '.join(ran)} in {seconds:.1f} s, waiting at most "
+            f"{PROGRESS_WAIT_SECONDS} s for each event; `make check N` waits longer)"
+        )
     shared = share.send(share.outcomes_of_progress(results))
     if shared:
         print(shared)
