@@ -127,7 +127,6 @@ class ChatServer:
         self._launch()
         self._clients: list[ChatClient] = []
         self._final_output: str | None = None  # kept once stopped, its log deleted
-        self.stuck = ""  # where it waits for itself, once a check has seen it hang
         # Where in its output the current check began (pytest_plugin.py sets it).
         self.check_start = 0
         self.reported = 0  # problems already quoted in a failure
@@ -377,7 +376,6 @@ class ChatServer:
             self.threads() if threads is None else threads, self.app_dir
         )
         if why:
-            self.stuck = why
             return CheckFailure(
                 f"{what}\nThe server is stuck: {why}", read=diagnoses.LOCK_TAKEN_TWICE
             )

@@ -177,8 +177,8 @@ NOT_RUN_YET = (
     "(they would only fail too). Fix the failures above first."
 )
 STUCK = (
-    "not run: its server is stuck on a lock (the failure above says where), and every "
-    "check of it would wait in vain. Fix that first, then run the checks again."
+    "not run: the code is stuck on a lock it already holds (the failure above says "
+    "where), and the other checks would only wait for it too. Fix that first."
 )
 
 
@@ -197,6 +197,7 @@ def _app_of(item) -> object:
 # The app the last check graded (several with --app A --app B).
 _graded: list[object] = [None]
 _failed_apps: set = set()  # the apps with a failed check so far
+_stuck_apps: set = set()  # the apps found waiting for a lock they hold
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -204,6 +205,8 @@ def pytest_runtest_setup(item):
     if not is_step_check(item) or GIVE_UP.lower() in ("", "0", "none", "never"):
         return
     app = _app_of(item)
+    if app in _stuck_apps:
+        pytest.skip(STUCK)
     if is_slow(item) and app in _failed_apps:
         pytest.skip(NOT_RUN_YET)
     if app != _graded[0]:  # each app has its own patience
@@ -225,8 +228,6 @@ def pytest_runtest_call(item):
     for running in ChatServer.started:
         running.check_start = running.reported = len(running.output())
     item._servers_before = set(map(id, ChatServer.started))
-    if any(running.stuck for running in _servers_of(item)):
-        pytest.skip(STUCK)
     result = yield
     logged = [line for s in _servers_of(item) for line in s.new_problems()]
     if logged:
@@ -262,6 +263,9 @@ def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed and is_step_check(item):
         _failed_apps.add(_app_of(item))
+        read = getattr(call.excinfo.value, "read", None) if call.excinfo else None
+        if read == diagnoses.LOCK_TAKEN_TWICE:
+            _stuck_apps.add(_app_of(item))
     if (
         report.failed
         and call.excinfo is not None
