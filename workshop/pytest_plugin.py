@@ -5,11 +5,13 @@ guide section explains it, then the errors and last lines of the server. Traceba
 (or into a library) would only hide that; `pytest --tb=long` still shows them, for whoever maintains
 the checks.
 
-Three more promises, kept here for every check:
+More promises, kept here for every check:
 - A check during which the server logged an error fails, quoting Cello's line, even when what the
   check looked at went well: a handler that died is a bug, whatever the check was about.
 - A run stops waiting for nothing: once its checks have waited CHECK_GIVE_UP_SECONDS in all for
   events that never came, the checks left are skipped, saying why (the rest would wait too).
+  So are they once a check has found the code waiting for a lock it already holds.
+- A check whose fixture finds the code not ready (a name missing) failed; it is no pytest error.
 - Importing app.py, and every call into it, has a deadline (workshop/harness.py).
 - The slow checks wait their turn: a browser's (a Chromium, tabs) and a crowd's
   (`@pytest.mark.crowd`, hundreds of connections) run only while the app's checks
