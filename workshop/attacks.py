@@ -133,8 +133,7 @@ def half_sent_heads(server: ChatServer, count: int, seconds: float = 30):
     try:
         while len(sockets) < count and time.monotonic() < deadline:
             try:
-                # A SYN dropped by a full listen queue is resent only after 1 s: a new
-                # socket, once the server has caught up, is quicker.
+                # A SYN dropped by a full listen queue waits 1 s: a new socket is quicker.
                 sock = attacker_socket(server, timeout=0.1)
                 sock.sendall(PARTIAL_HEAD)
             except OSError:

@@ -60,6 +60,14 @@ class CheckFailure(AssertionError):
         self.read = read
 
 
+class LockTakenTwice(CheckFailure):
+    """The code waits for a lock its own thread holds: it never moves again, so
+    pytest_plugin.py runs none of the app's other checks."""
+
+    def __init__(self, message: str):
+        super().__init__(message, read=diagnoses.LOCK_TAKEN_TWICE)
+
+
 # Seconds this run's checks have spent waiting for events that never came (pytest_plugin.py
 # stops running checks once they add up to CHECK_GIVE_UP_SECONDS: the rest would wait too).
 waited_in_vain = [0.0]
@@ -376,9 +384,7 @@ class ChatServer:
             self.threads() if threads is None else threads, self.app_dir
         )
         if why:
-            return CheckFailure(
-                f"{what}\nThe server is stuck: {why}", read=diagnoses.LOCK_TAKEN_TWICE
-            )
+            return LockTakenTwice(f"{what}\nThe server is stuck: {why}")
         return AssertionError(what)
 
     def stop(self) -> None:
@@ -832,12 +838,12 @@ def call(function, *args, what: str, timeout: float = WAIT_SECONDS):
             )
             if why or waited > timeout:
                 gave_up_waiting(waited)
-                raise CheckFailure(
+                message = (
                     f"{what} never returned"
                     + (f": {why}" if why else f" within {timeout:g} s.")
-                    + _where_it_waits(frames, function),
-                    read=diagnoses.LOCK_TAKEN_TWICE if why else None,
+                    + _where_it_waits(frames, function)
                 )
+                raise LockTakenTwice(message) if why else CheckFailure(message)
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
@@ -877,11 +883,9 @@ def together(
         why = diagnoses.explain_wait(stuck, app_dir)
         if why or waited > timeout:
             gave_up_waiting(waited)
-            raise CheckFailure(
-                f"{what} never finished"
-                + (f": {why}" if why else f" within {timeout:g} s."),
-                read=diagnoses.LOCK_TAKEN_TWICE if why else None,
-            )
+            if why:
+                raise LockTakenTwice(f"{what} never finished: {why}")
+            raise CheckFailure(f"{what} never finished within {timeout:g} s.")
     return raised
 
 

@@ -11,7 +11,7 @@ More promises, kept here for every check:
 - A run stops waiting for nothing: once its checks have waited CHECK_GIVE_UP_SECONDS in all for
   events that never came, the checks left are skipped, saying why (the rest would wait too).
   So are they once a check has found the code waiting for a lock it already holds.
-- A check whose fixture finds the code not ready (a name missing) failed; it is no pytest error.
+- A check whose fixture finds the code not ready (a name missing) failed: no pytest error.
 - Importing app.py, and every call into it, has a deadline (workshop/harness.py).
 - The slow checks wait their turn: a browser's (a Chromium, tabs) and a crowd's
   (`@pytest.mark.crowd`, hundreds of connections) run only while the app's checks
@@ -34,6 +34,7 @@ from workshop import diagnoses
 from workshop.harness import (
     WAIT_SECONDS,
     ChatServer,
+    LockTakenTwice,
     quote_problems,
     start_server,
     waited_in_vain,
@@ -265,9 +266,15 @@ def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed and is_step_check(item):
         _failed_apps.add(_app_of(item))
-        read = getattr(call.excinfo.value, "read", None) if call.excinfo else None
-        if read == diagnoses.LOCK_TAKEN_TWICE:
+        if call.excinfo and call.excinfo.errisinstance(LockTakenTwice):
             _stuck_apps.add(_app_of(item))
+        # Code not ready for the check (a name missing): a failed check, no pytest error.
+        if (
+            report.when == "setup"
+            and call.excinfo
+            and call.excinfo.errisinstance((AssertionError, pytest.fail.Exception))
+        ):
+            report.when = "call"
     if (
         report.failed
         and call.excinfo is not None
@@ -276,12 +283,6 @@ def pytest_runtest_makereport(item, call):
         and not call.excinfo.errisinstance((KeyboardInterrupt, pytest.skip.Exception))
     ):
         report.longrepr = _plain_failure(item, call.excinfo)
-        # The learner's code is not ready for this check (a fixture found a name
-        # missing, a server that would not start): the check failed, it is no error.
-        if report.when == "setup" and call.excinfo.errisinstance(
-            (AssertionError, pytest.fail.Exception)
-        ):
-            report.when = "call"
     return report
 
 

@@ -134,9 +134,9 @@ def test_newcomers_joining_mid_conversation_get_each_message_once(connect):
         talker.say(text)
         talker.wait_for_chat(name, text)  # paced by the room's own answers
     joining.join()
-    talker.sync()  # the newcomers' arrivals, among the chat, as the room saw them
-    for number, newcomer in enumerate(newcomers, 1):
-        shown = newcomer.sync()
+    shown_to = [newcomer.sync() for newcomer in newcomers]  # each is in the room now
+    talker.sync()  # so the talker has heard where each arrived, among the chat
+    for number, shown in enumerate(shown_to, 1):
         got = [m["message"] for m in chats(shown)]
         assert got, f"Newcomer {number} was shown nothing, and heard nothing live."
         arrival = next(

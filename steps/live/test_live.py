@@ -266,14 +266,23 @@ def test_with_no_news_a_request_waits_then_answers_none(asked_with_no_news):
     """A page that has seen everything is answered only when there is news, or after
     the wait with no event: it holds no thread meanwhile, then asks again."""
     unvisited, asked = asked_with_no_news
-    seen, answer = asked.result()  # or what went wrong, raised here
-    logged = unvisited.problems()
-    assert not logged, "The app logged an error meanwhile." + quote_problems(logged)
-    assert answer.events == [], (
-        f"Nothing happened, yet a page that had seen {seen} got: {answer.body[:300]}"
-    )
-    assert answer.seconds > FEED_WAIT_SECONDS * 0.8, (
-        f"With no news the answer came after {answer.seconds:.1f} s, not after the "
-        f"wait ({FEED_WAIT_SECONDS} s): `await room_events.wait_after(...)` waits for "
-        "news, so the pages do not ask again four times a second for nothing."
-    )
+    try:
+        seen, answer = asked.result()  # or what went wrong, raised here
+        logged = unvisited.problems()
+        assert not logged, "The app logged an error meanwhile." + quote_problems(logged)
+        assert answer.events == [], (
+            f"Nothing happened, yet a page that had seen {seen} got: "
+            f"{answer.body[:300]}"
+        )
+        assert answer.seconds > FEED_WAIT_SECONDS * 0.8, (
+            f"With no news the answer came after {answer.seconds:.1f} s, not after the "
+            f"wait ({FEED_WAIT_SECONDS} s): `await room_events.wait_after(...)` waits "
+            "for news, so the pages do not ask again four times a second for nothing."
+        )
+    except AssertionError as failed:  # that app is no fixture: its lines, said here
+        said = str(failed).split("\nassert ")[0]  # without pytest's introspection
+        tail = unvisited.output_tail(8)
+        raise CheckFailure(
+            f"{said}\n\nThat copy of the app printed last:\n{tail}",
+            read=getattr(failed, "read", None),
+        ) from None
