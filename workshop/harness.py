@@ -1015,12 +1015,15 @@ def need(module, name: str, hint: str):
 
 class StandInSocket:
     """A participant's socket for a direct call (add_client(ws_id, ws)): it keeps what is
-    sent to it."""
+    sent to it, and calls on_send() as each send begins."""
 
-    def __init__(self):
+    def __init__(self, on_send=None):
         self.sent: list[str] = []
+        self.on_send = on_send
 
     def send_text(self, text: str) -> None:
+        if self.on_send is not None:
+            self.on_send()
         self.sent.append(text)
 
     def close(self) -> None:

@@ -217,9 +217,9 @@ def pytest_runtest_setup(item):
         waited_in_vain[0] = 0.0
     if waited_in_vain[0] >= float(GIVE_UP):
         pytest.skip(
-            f"not run: the checks above already waited {waited_in_vain[0]:g} s for "
-            "answers that never came, and this one would wait too. Fix the first failure "
-            "above, then run the checks again."
+            "not run: the checks above gave up on answers that never came (their "
+            f"deadlines add up to {waited_in_vain[0]:g} s), and this one would wait too. "
+            "Fix the first failure above, then run the checks again."
         )
 
 

@@ -1,6 +1,7 @@
 """Step 4 checks: broadcast reaches every participant. Run: pytest steps/step4"""
 
 import json
+import threading
 import time
 
 import pytest
@@ -67,7 +68,18 @@ def test_bad_input_reaches_only_the_sender(connect):
     alice.rename("")
     alice.expect_error(after="an empty name")
     alice.say("and now a real message")
-    bob.wait_for_chat(alice_name, "and now a real message")
+    try:
+        bob.wait_for_chat(alice_name, "and now a real message")
+    except AssertionError:
+        told = [
+            m for m in bob.received if isinstance(m, dict) and m.get("type") == "error"
+        ]
+        if not told:
+            raise
+        raise AssertionError(
+            f"Bob, who sent nothing wrong, was told Alice's error: {told[0]}. An error "
+            "goes to its sender only: answer it with send_to(ws, ...), not broadcast."
+        ) from None
     leaked = [
         m
         for m in bob.received
@@ -117,6 +129,50 @@ def test_broadcast_reads_the_clients_under_clients_lock(chat_module):
         assert waited, "broadcast sent nothing to the one connected client."
     finally:
         call(chat_module.remove_client, 4040, what="remove_client(4040)")
+
+
+@pytest.mark.guide("step4.md#broadcast")
+def test_broadcast_sends_outside_clients_lock(chat_module):
+    """broadcast() sends outside clients_lock: a send can be slow, and everyone else
+    waits for the lock meanwhile.
+
+    Made certain, not timed: as broadcast sends, the stand-in socket notes whether the
+    sending thread is broadcast's own and whether clients_lock is held (nobody else here
+    takes it). Caught 100 runs of 100 for a loop that sends under the lock
+    (deterministic).
+    """
+    need(chat_module, "broadcast", "Write `broadcast(payload)`.")
+    lock, sends, broadcaster = chat_module.clients_lock, [], []
+    socket = StandInSocket(
+        on_send=lambda: sends.append((threading.get_ident(), lock.locked()))
+    )
+    call(chat_module.add_client, 4141, socket, what="add_client(4141, ws)")
+    probe = {"type": "system", "message": "send probe"}
+    # Where broadcast only publishes, deliver(text) loops (scale.md#publish).
+    deliver = getattr(chat_module, "deliver", None)
+
+    def broadcast_the_probe():
+        broadcaster.append(threading.get_ident())
+        deliver(json.dumps(probe)) if deliver else chat_module.broadcast(probe)
+
+    try:
+        try:
+            call(broadcast_the_probe, what="broadcast(...)")
+        except AssertionError:
+            raise
+        except Exception as error:  # the learner's code raised: say so, plainly
+            raise AssertionError(
+                f"broadcast(...) raised {type(error).__name__}: {error}"
+            ) from None
+        held = [locked for thread, locked in sends if thread == broadcaster[0]]
+        assert not any(held), (
+            "broadcast sent while it held clients_lock. One slow send (a participant "
+            "on a bad network, or who stopped reading) then keeps everyone else from "
+            "joining, leaving or being listed: copy the sockets under the lock, and "
+            "send after the `with` block."
+        )
+    finally:
+        call(chat_module.remove_client, 4141, what="remove_client(4141)")
 
 
 def _wait_until(condition, seconds: float = 2.0):
