@@ -265,9 +265,10 @@ def _servers_of(item) -> list[ChatServer]:
 def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed and is_step_check(item):
-        _failed_apps.add(_app_of(item))
+        app = _app_of(item)
+        _failed_apps.add(app)
         if call.excinfo and call.excinfo.errisinstance(LockTakenTwice):
-            _stuck_apps.add(_app_of(item))
+            _stuck_apps.add(app)
         # Code not ready for the check (a name missing): a failed check, no pytest error.
         if (
             report.when == "setup"

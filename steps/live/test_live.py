@@ -58,9 +58,7 @@ def asked_with_no_news(app_dir):
             unvisited.stop()  # meanwhile: an app stuck in a handler takes 2 s to stop
 
     with concurrent.futures.ThreadPoolExecutor(1) as asking:
-        answer = asking.submit(ask_as_a_page_that_saw_everything)
-        yield unvisited, answer
-    unvisited.stop()
+        yield unvisited, asking.submit(ask_as_a_page_that_saw_everything)
 
 
 def first_answer(server, last_id=None, waits=False):

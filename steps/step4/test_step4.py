@@ -102,16 +102,10 @@ def test_broadcast_reads_the_clients_under_clients_lock(chat_module):
     need(chat_module, "broadcast", "Write `broadcast(payload)`.")
     socket = StandInSocket()
     call(chat_module.add_client, 4040, socket, what="add_client(4040, ws)")
-    probe = {"type": "system", "message": "lock probe"}
-    # Where broadcast only publishes, deliver(text) loops (scale.md#publish).
-    deliver = getattr(chat_module, "deliver", None)
     try:
         went_ahead = goes_ahead_while_held(
             chat_module.clients_lock,
-            lambda: (
-                deliver(json.dumps(probe)) if deliver else chat_module.broadcast(probe)
-            ),
-            "deliver(...)" if deliver else "broadcast(...)",
+            *broadcasting(chat_module, "lock probe"),
             effect=lambda: any("lock probe" in text for text in socket.sent),
         )
         assert not went_ahead, (
@@ -147,22 +141,20 @@ def test_broadcast_sends_outside_clients_lock(chat_module):
         on_send=lambda: sends.append((threading.get_ident(), lock.locked()))
     )
     call(chat_module.add_client, 4141, socket, what="add_client(4141, ws)")
-    probe = {"type": "system", "message": "send probe"}
-    # Where broadcast only publishes, deliver(text) loops (scale.md#publish).
-    deliver = getattr(chat_module, "deliver", None)
+    send_the_probe, what = broadcasting(chat_module, "send probe")
 
     def broadcast_the_probe():
         broadcaster.append(threading.get_ident())
-        deliver(json.dumps(probe)) if deliver else chat_module.broadcast(probe)
+        send_the_probe()
 
     try:
         try:
-            call(broadcast_the_probe, what="broadcast(...)")
+            call(broadcast_the_probe, what=what)
         except AssertionError:
             raise
         except Exception as error:  # the learner's code raised: say so, plainly
             raise AssertionError(
-                f"broadcast(...) raised {type(error).__name__}: {error}"
+                f"{what} raised {type(error).__name__}: {error}"
             ) from None
         held = [locked for thread, locked in sends if thread == broadcaster[0]]
         assert not any(held), (
@@ -173,6 +165,16 @@ def test_broadcast_sends_outside_clients_lock(chat_module):
         )
     finally:
         call(chat_module.remove_client, 4141, what="remove_client(4141)")
+
+
+def broadcasting(chat_module, message: str):
+    """A call that sends the system message `message` to the room, and its name."""
+    probe = {"type": "system", "message": message}
+    # Where broadcast only publishes, deliver(text) loops (scale.md#publish).
+    deliver = getattr(chat_module, "deliver", None)
+    if deliver is not None:
+        return (lambda: deliver(json.dumps(probe))), "deliver(...)"
+    return (lambda: chat_module.broadcast(probe)), "broadcast(...)"
 
 
 def _wait_until(condition, seconds: float = 2.0):
